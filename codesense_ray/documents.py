@@ -1,0 +1,83 @@
+"""The records that flow through indexing: a definition found in a file and a chunk of a file.
+
+Pure data, no behaviour beyond serialisation, so every layer (chunker, Ray Data rows, Qdrant payloads,
+search hits) shares one vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Fixed namespace: chunk ids must be identical across machines and runs (idempotent re-indexing).
+_CHUNK_NAMESPACE = uuid.UUID("8c7a3f0e-3c1b-4b7e-9a8e-6a2f51d0c0de")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A named definition (function, method, class, resource, ...) with 1-based inclusive lines."""
+
+    name: str
+    qualified_name: str
+    kind: str
+    start_line: int
+    end_line: int
+
+
+@dataclass
+class Chunk:
+    """A contiguous run of a file's lines.
+
+    `text` is exactly ``"\\n".join(lines[start_line-1:end_line])`` of the file (no trailing newline);
+    `header` is a short context line (path, enclosing class, signature) prepended only for embedding.
+    """
+
+    path: str
+    start_line: int
+    end_line: int
+    language: str
+    text: str
+    header: str = ""
+    symbol: str | None = None
+    kind: str = "code"
+    definitions: list[Definition] = field(default_factory=list)
+    # True when a single line alone exceeds the token bound (the embedder will truncate it; counted, not silent).
+    oversized: bool = False
+
+    @property
+    def embed_text(self) -> str:
+        return f"{self.header}\n{self.text}" if self.header else self.text
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def chunk_id(repo_id: str, path: str, start_line: int, end_line: int, text_hash: str) -> str:
+    """Deterministic point id from (repo, path, span, content): same chunk, same id, on every run."""
+    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{repo_id}\x00{path}\x00{start_line}\x00{end_line}\x00{text_hash}"))
+
+
+def chunk_record(chunk: Chunk, *, repo_id: str, web_url: str | None, ref: str | None, file_hash: str) -> dict[str, Any]:
+    """A chunk plus its repository metadata, as one flat dict (a Ray Data row and a Qdrant payload)."""
+    h = content_hash(chunk.text)
+    return {
+        "id": chunk_id(repo_id, chunk.path, chunk.start_line, chunk.end_line, h),
+        "repo_id": repo_id,
+        "path": chunk.path,
+        "start_line": chunk.start_line,
+        "end_line": chunk.end_line,
+        "language": chunk.language,
+        "symbol": chunk.symbol,
+        "kind": chunk.kind,
+        "text": chunk.text,
+        "header": chunk.header,
+        "definitions": [asdict(d) for d in chunk.definitions],
+        "web_url": web_url,
+        "ref": ref,
+        "content_hash": h,
+        "file_hash": file_hash,
+        "oversized": chunk.oversized,
+    }

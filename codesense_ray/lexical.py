@@ -1,0 +1,136 @@
+"""Code-aware lexical signal: tokens that understand identifiers, as a Qdrant sparse vector.
+
+Plain word tokenizers see `PaymentAuthorizer.verify_token` as one opaque word. Developers search for
+`verify token`, `verify_token`, `PaymentAuthorizer` or `authorizer` — so each identifier yields its whole
+form plus its camelCase / snake_case / dotted parts. Documents carry BM25-style saturated term frequencies;
+Qdrant's IDF modifier supplies the inverse document frequency at query time (it knows the corpus).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections import Counter
+from typing import Iterable
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_BACKTICKED = re.compile(r"`([^`\n]{1,200})`")
+
+# Words so common in code or questions that they carry no signal (IDF would mute them anyway; dropping
+# them keeps sparse vectors short).
+STOPWORDS = frozenset(
+    """a an and are as at be by do does for from how i if in is it its of on or that the this to was what
+    when where which who why with you your we can should would there their then than into not no yes""".split()
+)
+
+BM25_K1 = 1.2
+BM25_B = 0.75
+# Typical chunk length in tokens; length normalisation is relative to it (the corpus average is not known
+# while a single batch is being embedded).
+AVG_DOC_TOKENS = 120.0
+
+
+def split_identifier(ident: str) -> list[str]:
+    """`PaymentAuthorizer.verify_JWTToken` → ['payment', 'authorizer', 'verify', 'jwt', 'token']."""
+    parts: list[str] = []
+    for piece in re.split(r"[._]+", ident):
+        parts.extend(p.lower() for p in _CAMEL.findall(piece))
+    return [p for p in parts if len(p) > 1 and not p.isdigit()]
+
+
+def code_tokens(text: str) -> list[str]:
+    """Tokens of a code or question text: whole identifiers (lower-cased) plus their parts."""
+    out: list[str] = []
+    for match in _IDENT.finditer(text):
+        ident = match.group(0)
+        whole = ident.lower()
+        parts = split_identifier(ident)
+        if "." in ident:
+            # Dotted names: the whole path and each component as identifiers of their own.
+            out.append(whole)
+            for comp in ident.split("."):
+                if len(comp) > 1:
+                    out.append(comp.lower())
+        elif len(whole) > 1 and whole not in STOPWORDS:
+            out.append(whole)
+        if len(parts) > 1 or "." in ident:
+            out.extend(p for p in parts if p not in STOPWORDS)
+    return out
+
+
+def path_tokens(path: str) -> list[str]:
+    """Tokens of a file path: directory names and the file stem, split like identifiers."""
+    out: list[str] = []
+    for seg in re.split(r"[/\\]+", path):
+        stem = seg.rsplit(".", 1)[0] if "." in seg.strip(".") else seg
+        if not stem:
+            continue
+        out.append(stem.lower())
+        out.extend(p for p in split_identifier(stem.replace("-", "_")) if p != stem.lower())
+    return out
+
+
+def token_index(token: str) -> int:
+    """Stable 32-bit index of a token (Qdrant sparse indices are uint32; collisions are rare and harmless)."""
+    return zlib.crc32(token.encode("utf-8"))
+
+
+def _to_sparse(weights: dict[int, float]) -> tuple[list[int], list[float]]:
+    items = sorted(weights.items())
+    return [i for i, _ in items], [w for _, w in items]
+
+
+def document_sparse_vector(text: str, path: str = "") -> tuple[list[int], list[float]]:
+    """BM25 term-frequency part for a chunk; the path counts as extra tokens (file names matter)."""
+    tokens = code_tokens(text) + path_tokens(path) * 2
+    if not tokens:
+        return [], []
+    tf = Counter(token_index(t) for t in tokens)
+    norm = BM25_K1 * (1 - BM25_B + BM25_B * len(tokens) / AVG_DOC_TOKENS)
+    return _to_sparse({i: (c * (BM25_K1 + 1)) / (c + norm) for i, c in tf.items()})
+
+
+def query_sparse_vector(query: str) -> tuple[list[int], list[float]]:
+    """Query side: each distinct token once; repeated mentions add a little weight."""
+    tokens = code_tokens(query)
+    tf = Counter(token_index(t) for t in tokens)
+    return _to_sparse({i: 1.0 + math.log(c) for i, c in tf.items()})
+
+
+def query_identifiers(query: str) -> list[str]:
+    """Names in a question that may be definitions: backticked names, dotted names, camel/snake case.
+
+    Returned lower-cased and de-duplicated in order, for exact lookups in the definitions table.
+    """
+    seen: dict[str, None] = {}
+
+    def add(name: str) -> None:
+        name = name.strip().strip("()").lower()
+        if len(name) > 2 and name not in STOPWORDS:
+            seen.setdefault(name, None)
+
+    for match in _BACKTICKED.finditer(query):
+        for ident in _IDENT.findall(match.group(1)):
+            add(ident)
+            add(ident.rsplit(".", 1)[-1])
+    for ident in _IDENT.findall(query):
+        is_code_like = "_" in ident or "." in ident or re.search(r"[a-z][A-Z]", ident) or (ident[:1].isupper() and len(ident) > 3)
+        if is_code_like:
+            add(ident)
+            if "." in ident:
+                add(ident.rsplit(".", 1)[-1])
+        else:
+            add(ident)
+    return list(seen)
+
+
+def definition_names(definitions: Iterable[dict]) -> list[str]:
+    """Keys stored in the payload for exact-identifier lookups: names and qualified names, lower-cased."""
+    names: dict[str, None] = {}
+    for d in definitions:
+        for key in (d.get("name"), d.get("qualified_name")):
+            if key:
+                names.setdefault(key.lower(), None)
+    return list(names)

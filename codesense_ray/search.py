@@ -1,0 +1,167 @@
+"""Hybrid retrieval: dense + code-aware sparse + exact definition matches, fused with RRF.
+
+Each signal catches what the others miss: embeddings match meaning ("where do we check permissions"),
+the sparse vector matches rare identifiers and words, and the definitions table answers "where is
+`verify_token` defined" exactly. Runs in-process (no Ray): `codesense search` must stay quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from qdrant_client import models
+
+from codesense_ray.config import SearchConfig
+from codesense_ray.embedding import Embedder
+from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
+from codesense_ray.fusion import fuse_rankings
+from codesense_ray.lexical import query_identifiers, query_sparse_vector
+from codesense_ray.repositories import line_url
+from codesense_ray.store import DENSE, META_KEY, SPARSE, IndexStore
+
+# How many definition matches to consider before ranking them (exact lookups are cheap).
+SYMBOL_SCAN_LIMIT = 256
+
+
+@dataclass
+class SearchHit:
+    """One ranked chunk with its link."""
+
+    id: str
+    repo: str
+    path: str
+    start_line: int
+    end_line: int
+    url: str
+    score: float
+    symbol: str | None = None
+    kind: str = "code"
+    language: str = "text"
+    text: str = field(default="", repr=False)
+    header: str = field(default="", repr=False)
+    ref: str | None = None
+    signals: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self, *, with_text: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        d["score"] = round(self.score, 6)
+        if not with_text:
+            d.pop("text")
+            d.pop("header")
+        return d
+
+
+class Retriever:
+    """Searches the live index behind the alias. Backends come in through the constructor."""
+
+    def __init__(self, store: IndexStore, embedder: Embedder | None, cfg: SearchConfig | None = None) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.cfg = cfg or SearchConfig()
+
+    def repositories(self) -> dict[str, dict]:
+        live = self.store.live_collection()
+        if live is None:
+            raise IndexNotBuilt()
+        return self.store.repo_metas(live)
+
+    def search(self, query: str, k: int | None = None, repo_ids: Sequence[str] = ()) -> list[SearchHit]:
+        k = k or self.cfg.k
+        metas = self.repositories()
+        unknown = [r for r in repo_ids if r not in metas]
+        if unknown:
+            raise RepositoryNotFound(f"unknown repository '{unknown[0]}' (indexed: {', '.join(sorted(metas)) or 'none'})")
+        flt = self._filter(repo_ids)
+        rankings = self.rank_signals(query, flt)
+        fused = fuse_rankings(rankings, self.cfg.weights, self.cfg.rrf_k)[:k]
+        ranks = {sig: {pid: i + 1 for i, pid in enumerate(ids)} for sig, ids in rankings.items()}
+        records = {str(r.id): r for r in self.store.client.retrieve(self.store.alias, ids=[pid for pid, _ in fused], with_payload=True)}
+        hits = []
+        for pid, score in fused:
+            rec = records.get(pid)
+            if rec is None:
+                continue
+            p = rec.payload
+            meta = metas.get(p["repo_id"], {})
+            hits.append(
+                SearchHit(
+                    id=pid,
+                    repo=p["repo_id"],
+                    path=p["path"],
+                    start_line=p["start_line"],
+                    end_line=p["end_line"],
+                    url=self.link(meta, p["path"], p["start_line"], p["end_line"]),
+                    score=score,
+                    symbol=p.get("symbol"),
+                    kind=p.get("kind", "code"),
+                    language=p.get("language", "text"),
+                    text=p.get("text", ""),
+                    header=p.get("header", ""),
+                    ref=meta.get("ref"),
+                    signals={sig: r[pid] for sig, r in ranks.items() if pid in r},
+                )
+            )
+        return hits
+
+    @staticmethod
+    def link(meta: dict, path: str, start: int, end: int) -> str:
+        """A link pinned to the indexed ref (commit SHA when known) of the chunk's repository."""
+        root = meta.get("root")
+        return line_url(meta.get("web_url"), meta.get("host_kind") or "generic", meta.get("ref"), path, start, end, local_root=root)
+
+    def rank_signals(self, query: str, flt: models.Filter | None) -> dict[str, list[str]]:
+        """Ranked point ids from each signal, best first."""
+        n = self.cfg.candidates
+        rankings: dict[str, list[str]] = {}
+        weights = self.cfg.weights
+        if self.embedder is not None and weights.get("dense", 1.0) > 0:
+            vec = self.embedder.embed_query(query)
+            res = self.store.client.query_points(self.store.alias, query=vec.tolist(), using=DENSE, limit=n, query_filter=flt, with_payload=False)
+            rankings["dense"] = [str(p.id) for p in res.points]
+        if weights.get("sparse", 1.0) > 0:
+            idx, val = query_sparse_vector(query)
+            if idx:
+                res = self.store.client.query_points(
+                    self.store.alias, query=models.SparseVector(indices=idx, values=val), using=SPARSE, limit=n, query_filter=flt, with_payload=False
+                )
+                rankings["sparse"] = [str(p.id) for p in res.points]
+        if weights.get("symbol", 1.0) > 0:
+            rankings["symbol"] = self.symbol_matches(query, flt)[:n]
+        return rankings
+
+    def symbol_matches(self, query: str, flt: models.Filter | None) -> list[str]:
+        """Chunks defining a name the query mentions, most specific first.
+
+        A match on a code-like name (`verify_token`, `PaymentAuthorizer.authorize`) outranks a match on
+        a plain word ("authorize"), and chunks defining several mentioned names come first.
+        """
+        names = query_identifiers(query)
+        if not names:
+            return []
+        weight = {n: (3.0 if any(c in n for c in "._") else 1.0) + (1.0 if f"`{n}" in query.lower() else 0.0) for n in names}
+        cond = models.FieldCondition(key="def_names", match=models.MatchAny(any=names))
+        must = [cond] + (list(flt.must) if flt and flt.must else [])
+        records, _ = self.store.client.scroll(
+            self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=["def_names", "symbol"]
+        )
+        scored = []
+        for rec in records:
+            defined = set(rec.payload.get("def_names") or [])
+            symbol = (rec.payload.get("symbol") or "").lower()
+            score = sum(w for n, w in weight.items() if n in defined)
+            # The chunk whose main symbol is the name beats chunks that merely contain a nested definition.
+            score += sum(0.5 * w for n, w in weight.items() if symbol == n or symbol.endswith("." + n))
+            scored.append((score, str(rec.id)))
+        scored.sort(key=lambda t: -t[0])
+        return [pid for _, pid in scored]
+
+    @staticmethod
+    def _filter(repo_ids: Sequence[str]) -> models.Filter | None:
+        if not repo_ids:
+            return None
+        return models.Filter(must=[models.FieldCondition(key="repo_id", match=models.MatchAny(any=list(repo_ids)))])
+
+
+def is_meta(payload: dict) -> bool:
+    return bool(payload.get(META_KEY))

@@ -1,0 +1,217 @@
+"""Qdrant index store: versioned collections behind one alias, same code for embedded and server Qdrant.
+
+Blue/green for vectors: every index run fills a new collection `<alias>__<version>`, checks it, and then
+moves the alias in one atomic operation — readers never see a half-built index, and a failed run leaves
+the alias (the "Service selector") on the old, complete collection.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+from qdrant_client import QdrantClient, models
+
+from codesense_ray.config import Config, resolve_secret
+from codesense_ray.errors import StorageLocked
+
+DENSE = "dense"
+SPARSE = "lexical"
+META_KEY = "_meta"
+_META_NAMESPACE = uuid.UUID("0b5c3d58-8d6f-4bb4-a3c5-2f0c7b1e9a41")
+KEYWORD_FIELDS = ("repo_id", "path", "def_names", "language")
+
+
+def open_client(cfg: Config) -> QdrantClient:
+    """Embedded storage (one process at a time) or a Qdrant server, by configuration only."""
+    if cfg.qdrant.url:
+        return QdrantClient(url=cfg.qdrant.url, api_key=resolve_secret(cfg.qdrant.api_key_env), timeout=int(cfg.qdrant.timeout_s))
+    path = cfg.qdrant_path
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as err:
+        if "already accessed" in str(err):
+            raise StorageLocked(
+                f"embedded index {path} is in use by another codesense process (stop it, or configure `qdrant.url` to share a Qdrant server)"
+            ) from None
+        raise
+
+
+def meta_point_id(repo_id: str) -> str:
+    return str(uuid.uuid5(_META_NAMESPACE, repo_id))
+
+
+def new_version_name(alias: str) -> str:
+    return f"{alias}__{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}"
+
+
+@dataclass
+class FileEntry:
+    """What the live index holds for one file: its content hash and the ids of its chunks."""
+
+    file_hash: str
+    chunk_ids: list[str]
+
+
+def _repo_filter(repo_ids: Iterable[str], *, negate: bool = False) -> models.Filter:
+    cond = models.FieldCondition(key="repo_id", match=models.MatchAny(any=list(repo_ids)))
+    return models.Filter(must_not=[cond]) if negate else models.Filter(must=[cond])
+
+
+class IndexStore:
+    """The versioned collections behind `alias` in one Qdrant (embedded or server)."""
+
+    def __init__(self, client: QdrantClient, alias: str) -> None:
+        self.client = client
+        self.alias = alias
+        self.is_local = type(client._client).__name__ == "QdrantLocal"
+
+    # --- versions and the alias -------------------------------------------------------------------
+    def live_collection(self) -> str | None:
+        for a in self.client.get_aliases().aliases:
+            if a.alias_name == self.alias:
+                return a.collection_name
+        return None
+
+    def versions(self) -> list[str]:
+        """Collections of this alias, oldest first (names sort by their UTC timestamp)."""
+        prefix = f"{self.alias}__"
+        return sorted(c.name for c in self.client.get_collections().collections if c.name.startswith(prefix))
+
+    def create_version(self, dimension: int) -> str:
+        name = new_version_name(self.alias)
+        self.client.create_collection(
+            name,
+            vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+        )
+        if not self.is_local:  # embedded Qdrant ignores payload indexes (and warns); the server needs them
+            for field in KEYWORD_FIELDS:
+                self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
+        return name
+
+    def swap_alias(self, collection: str) -> str | None:
+        """Point the alias at `collection` in one atomic request; returns the previous collection."""
+        previous = self.live_collection()
+        ops: list[Any] = []
+        if previous:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
+        ops.append(models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)))
+        self.client.update_collection_aliases(change_aliases_operations=ops)
+        return previous
+
+    def drop_old_versions(self, retention: int) -> list[str]:
+        """Keep the live version and the `retention` newest older ones; drop the rest (failed runs too)."""
+        live = self.live_collection()
+        versions = self.versions()
+        if live not in versions:
+            return []
+        older = [v for v in versions if v < live]
+        keep = set(older[len(older) - retention :]) if retention else set()
+        dropped = [v for v in versions if v != live and v not in keep]
+        for name in dropped:
+            self.client.delete_collection(name)
+        return dropped
+
+    def drop(self, collection: str) -> None:
+        if self.client.collection_exists(collection) and collection != self.live_collection():
+            self.client.delete_collection(collection)
+
+    def dimension(self, collection: str) -> int:
+        params = self.client.get_collection(collection).config.params.vectors
+        return params[DENSE].size if isinstance(params, dict) else params.size
+
+    # --- reading ----------------------------------------------------------------------------------
+    def scroll(
+        self, collection: str, flt: models.Filter | None = None, *, with_vectors: bool = False, payload: Any = True, batch: int = 1000
+    ) -> Iterator[models.Record]:
+        offset = None
+        while True:
+            points, offset = self.client.scroll(
+                collection, scroll_filter=flt, limit=batch, offset=offset, with_payload=payload, with_vectors=with_vectors
+            )
+            yield from points
+            if offset is None:
+                return
+
+    def manifest(self, collection: str, repo_id: str) -> dict[str, FileEntry]:
+        """file path → content hash and chunk ids, read back from the live collection itself.
+
+        Deriving the manifest from the index (not a side file) means it can never disagree with what is
+        actually served, even after an interrupted run.
+        """
+        flt = models.Filter(
+            must=[models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo_id))],
+            must_not=[models.FieldCondition(key=META_KEY, match=models.MatchValue(value=True))],
+        )
+        out: dict[str, FileEntry] = {}
+        for p in self.scroll(collection, flt, payload=["path", "file_hash"]):
+            entry = out.setdefault(p.payload["path"], FileEntry(p.payload["file_hash"], []))
+            entry.chunk_ids.append(str(p.id))
+        return out
+
+    def repo_metas(self, collection: str) -> dict[str, dict]:
+        flt = models.Filter(must=[models.FieldCondition(key=META_KEY, match=models.MatchValue(value=True))])
+        return {p.payload["repo_id"]: p.payload for p in self.scroll(collection, flt)}
+
+    def count(self, collection: str, flt: models.Filter | None = None) -> int:
+        return self.client.count(collection, count_filter=flt, exact=True).count
+
+    def count_chunks(self, collection: str, repo_id: str | None = None) -> int:
+        must: list[Any] = [models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo_id))] if repo_id else []
+        not_meta = [models.FieldCondition(key=META_KEY, match=models.MatchValue(value=True))]
+        return self.count(collection, models.Filter(must=must, must_not=not_meta))
+
+    # --- writing ----------------------------------------------------------------------------------
+    def upsert_rows(self, collection: str, rows: list[dict]) -> int:
+        """Write embedded chunk rows: {"id", "vector", "sparse_indices", "sparse_values", "payload"}."""
+        if not rows:
+            return 0
+        points = [
+            models.PointStruct(
+                id=r["id"],
+                vector={
+                    DENSE: [float(x) for x in r["vector"]],
+                    SPARSE: models.SparseVector(indices=[int(i) for i in r["sparse_indices"]], values=[float(v) for v in r["sparse_values"]]),
+                },
+                payload=r["payload"],
+            )
+            for r in rows
+        ]
+        self.client.upsert(collection, points=points, wait=True)
+        return len(points)
+
+    def copy_points(self, src: str, dst: str, *, ids: list[str] | None = None, flt: models.Filter | None = None, batch: int = 256) -> int:
+        """Carry points (vectors and payload, unchanged) into another version: reuse, never re-embed."""
+        copied = 0
+
+        def flush(records: list[models.Record]) -> None:
+            nonlocal copied
+            if records:
+                self.client.upsert(dst, points=[models.PointStruct(id=r.id, vector=r.vector or {}, payload=r.payload) for r in records], wait=True)
+                copied += len(records)
+
+        if ids is not None:
+            for i in range(0, len(ids), batch):
+                flush(self.client.retrieve(src, ids=ids[i : i + batch], with_payload=True, with_vectors=True))
+        else:
+            buf: list[models.Record] = []
+            for rec in self.scroll(src, flt, with_vectors=True, batch=batch):
+                buf.append(rec)
+                if len(buf) >= batch:
+                    flush(buf)
+                    buf = []
+            flush(buf)
+        return copied
+
+    def write_repo_meta(self, collection: str, meta: dict) -> None:
+        """A vector-less point per repository: ref, host, root, when indexed (read by status and links)."""
+        payload = {**meta, META_KEY: True, "indexed_at": meta.get("indexed_at") or time.time()}
+        self.client.upsert(collection, points=[models.PointStruct(id=meta_point_id(meta["repo_id"]), vector={}, payload=payload)], wait=True)
+
+    def copy_other_repos(self, src: str, dst: str, exclude_repo_ids: Iterable[str]) -> int:
+        return self.copy_points(src, dst, flt=_repo_filter(exclude_repo_ids, negate=True))

@@ -332,6 +332,9 @@ _C_NAME_NODES = frozenset(
     {"identifier", "field_identifier", "qualified_identifier", "destructor_name", "operator_name", "type_identifier"}
 )
 _SIGNATURE_CHARS = 120
+# Tree nodes `_SyntaxPlanner._children` may look at while searching one span for a place to cut; past it the
+# span is cut into line windows instead (only pathological inputs, such as a few enormous lines, get there).
+_DESCENT_WORK = 50_000
 
 _parsers: dict[str, Any] = {}
 _queries: dict[str, Any] = {}
@@ -369,6 +372,11 @@ def _rows(node: Any) -> tuple[int, int]:
     end = node.end_point
     hi = end.row - 1 if end.column == 0 and end.row > lo else end.row
     return lo, hi
+
+
+def _extent(node: Any) -> tuple[int, int]:
+    """Size of a node for picking the one to open: rows first, then bytes."""
+    return node.end_point.row - node.start_point.row, node.end_byte - node.start_byte
 
 
 def _text(node: Any | None) -> str:
@@ -634,6 +642,7 @@ class _Piece:
     whole: bool
     anchor_size: int
     size: int
+    cuts: tuple[int, ...] = ()  # rows inside the piece where the pieces merged into it began
 
 
 @dataclass
@@ -713,22 +722,30 @@ class _SyntaxPlanner:
 
     def _children(self, span: _Span) -> list[_Span] | None:
         """Sub-spans partitioning `span` at child-node boundaries; None when there is nothing to split at."""
+        if span.lo >= span.hi:
+            return None  # one line: nothing to cut between (minified code stops here, not deep in its tree)
         owner = span.defn or span.owner
         nodes = span.nodes
-        for _ in range(10_000):  # each round descends one tree level; bounded for safety
+        work = 0
+        while work < _DESCENT_WORK:  # each round descends one tree level; very wide single-group levels give up
             if len(nodes) > 1:
                 groups = self._group(nodes, span)
                 if len(groups) > 1:
                     break
-                big = max(range(len(nodes)), key=lambda i: (_rows(nodes[i])[1] - _rows(nodes[i])[0], nodes[i].end_byte - nodes[i].start_byte))
+                big = max(range(len(nodes)), key=lambda i: _extent(nodes[i]))
                 kids = [c for c in nodes[big].children if c.end_byte > c.start_byte]
                 if not kids:
                     return None
-                units = nodes[:big] + kids + nodes[big + 1 :]
+                # Siblings on one row can never be cut apart from what shares their row, so only the ones
+                # spanning rows still shape the groups (this keeps wide, minified lines linear).
+                before = [n for n in nodes[:big] if n.start_point.row != n.end_point.row]
+                after = [n for n in nodes[big + 1 :] if n.start_point.row != n.end_point.row]
+                units = before + kids + after
             else:
                 units = [c for c in nodes[0].children if c.end_byte > c.start_byte]
                 if not units:
                     return None
+            work += len(units)
             groups = self._group(units, span)
             if len(groups) > 1:
                 break
@@ -748,12 +765,16 @@ class _SyntaxPlanner:
         spans = [_Span(g.lo, g.hi, g.nodes, g.defn, owner) for g in groups]
         if span.defn is not None:
             # A definition being split: open its body (the largest part) too, so that the signature packs
-            # with the first statements or members instead of ending up alone.
-            body = max(range(len(spans)), key=lambda i: spans[i].hi - spans[i].lo)
-            if spans[body].defn is None and len(spans[body].nodes) == 1:
+            # with the first statements or members instead of ending up alone. Three levels reach the
+            # statements through a wrapper: decorated_definition → function_definition → block.
+            for _ in range(3):
+                body = max(range(len(spans)), key=lambda i: spans[i].hi - spans[i].lo)
+                if spans[body].defn is not None or len(spans[body].nodes) != 1:
+                    break
                 inner = self._children(spans[body])
-                if inner is not None and len(inner) > 1:
-                    spans[body : body + 1] = inner
+                if inner is None or len(inner) < 2:
+                    break
+                spans[body : body + 1] = inner
         return spans
 
     def _group(self, units: list[Any], span: _Span) -> list[_Group]:
@@ -824,30 +845,80 @@ def _mostly_errors(root: Any, n_lines: int) -> bool:
 
 
 def _merge(pieces: list[_Piece], budget: _Budget, min_tokens: int) -> list[_Piece]:
-    """Packs neighbours: fragments of the same definition (or code between definitions) into runs, and
-    any piece smaller than `min_tokens` into its neighbour, while the result fits the bound."""
+    """Packs neighbours while the result fits the bound: fragments of one split definition (or code
+    between definitions) into runs, and any piece smaller than `min_tokens` into a related neighbour.
+
+    The head of a split definition (`class Foo:` and its docstring) joins what follows it when it can; a
+    fragment never joins an unrelated definition (the last lines of one function do not open the next).
+    """
     out: list[_Piece] = []
-    for piece in pieces:
+    for i, piece in enumerate(pieces):
         if out:
             prev = out[-1]
             same_run = not prev.whole and not piece.whole and prev.anchor is piece.anchor
-            small = prev.size < min_tokens or piece.size < min_tokens
-            if small and not same_run and prev.size >= min_tokens and _opens(piece):
-                small = False  # the head of a split definition (`class Foo:` and its docstring) joins what follows
+            small = (prev.size < min_tokens or piece.size < min_tokens) and _related(prev, piece)
+            if small and not same_run and prev.size >= min_tokens and _opens(piece) and i + 1 < len(pieces):
+                small = _combine(piece, pieces[i + 1], budget) is None  # joins the next piece instead
             if same_run or small:
-                main = prev if (prev.whole, prev.anchor_size, prev.size) >= (piece.whole, piece.anchor_size, piece.size) else piece
-                if budget.fits(prev.lo, piece.hi, budget.header(main.anchor)):
-                    out[-1] = _Piece(
-                        prev.lo,
-                        piece.hi,
-                        main.anchor,
-                        prev.whole or piece.whole,
-                        main.anchor_size,
-                        budget.size(prev.lo, piece.hi),
-                    )
+                combined = _combine(prev, piece, budget)
+                if combined is not None:
+                    out[-1] = combined
                     continue
         out.append(piece)
+    _rebalance_tails(out, budget, min_tokens)
     return out
+
+
+def _combine(a: _Piece, b: _Piece, budget: _Budget) -> _Piece | None:
+    """`a` and `b` as one piece named after the more substantial one, or None when that would not fit."""
+    main = a if (a.whole, a.anchor_size, a.size) >= (b.whole, b.anchor_size, b.size) else b
+    if not budget.fits(a.lo, b.hi, budget.header(main.anchor)):
+        return None
+    size = budget.size(a.lo, b.hi)
+    return _Piece(a.lo, b.hi, main.anchor, a.whole or b.whole, main.anchor_size, size, (*a.cuts, b.lo, *b.cuts))
+
+
+def _related(a: _Piece, b: _Piece) -> bool:
+    """False when one is a fragment of a split definition and the other lies outside that definition."""
+    for fragment, other in ((a, b), (b, a)):
+        if not fragment.whole and fragment.anchor is not None and not _lineage(fragment.anchor, other.anchor):
+            return False
+    return True
+
+
+def _lineage(a: _Def, b: _Def | None) -> bool:
+    """True when `b` is `a`, inside `a`, or encloses `a`."""
+    if b is None:
+        return False
+    for x, y in ((a, b), (b, a)):
+        node: _Def | None = y
+        while node is not None:
+            if node is x:
+                return True
+            node = node.parent
+    return False
+
+
+def _rebalance_tails(pieces: list[_Piece], budget: _Budget, min_tokens: int) -> None:
+    """A small last run of a split definition takes statements from the run before it, so a function
+    does not end in a chunk holding only `return result`."""
+    for k in range(1, len(pieces)):
+        a, b = pieces[k - 1], pieces[k]
+        if b.size >= min_tokens or a.whole or b.whole or a.anchor is not b.anchor or not a.cuts:
+            continue
+        header = budget.header(b.anchor)
+        best, best_score = None, b.size
+        for cut in a.cuts:
+            if not budget.fits(cut, b.hi, header):
+                continue
+            score = min(budget.size(a.lo, cut - 1), budget.size(cut, b.hi))
+            if score > best_score:
+                best, best_score = cut, score
+        if best is None:
+            continue
+        pieces[k - 1] = _Piece(a.lo, best - 1, a.anchor, False, 0, budget.size(a.lo, best - 1), tuple(c for c in a.cuts if c < best))
+        moved = tuple(c for c in a.cuts if c > best)
+        pieces[k] = _Piece(best, b.hi, b.anchor, False, 0, budget.size(best, b.hi), (*moved, b.lo, *b.cuts))
 
 
 def _opens(piece: _Piece) -> bool:

@@ -29,6 +29,8 @@ Secrets are never values here: `*_env` fields name the environment variable that
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -139,3 +141,14 @@ class TracingConfig(_Section):
     langfuse_public_key_env: str = Field("LANGFUSE_PUBLIC_KEY", description="Env var holding the Langfuse public key.")
     langfuse_secret_key_env: str = Field("LANGFUSE_SECRET_KEY", description="Env var holding the Langfuse secret key.")
     sample_rate: float = Field(1.0, ge=0, le=1, description="Share of questions traced (1.0: all). Lower it under heavy load.")
+
+
+def resolve_mlflow_uri(configured: str | None, home: Path) -> str:
+    """Config value, else `$MLFLOW_TRACKING_URI`, else `sqlite:///<home>/mlflow.db` (the directory is created)."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home.resolve() / 'mlflow.db'}"

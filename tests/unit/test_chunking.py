@@ -293,6 +293,7 @@ def _minilm_counter():
     tokenizer_file = model_path / "tokenizer.json" if model_path.is_dir() else model_path.parent / "tokenizer.json"
     tok = tokenizers.Tokenizer.from_file(str(tokenizer_file))
     tok.no_truncation()
+    tok.no_padding()
     return lambda s: len(tok.encode(s).ids)
 
 

@@ -239,7 +239,9 @@ _TS_DEFS = {
 _JS_WRAPPERS = frozenset({"export_statement", "lexical_declaration", "variable_declaration", "ambient_declaration"})
 
 _SPECS: dict[str, _LanguageSpec] = {
-    "python": _LanguageSpec({"function_definition": "function", "class_definition": "class"}, frozenset({"decorated_definition"})),
+    "python": _LanguageSpec(
+        {"function_definition": "function", "class_definition": "class"}, frozenset({"decorated_definition"})
+    ),
     "javascript": _LanguageSpec(_JS_DEFS, _JS_WRAPPERS),
     "typescript": _LanguageSpec(_TS_DEFS, _JS_WRAPPERS),
     "tsx": _LanguageSpec(_TS_DEFS, _JS_WRAPPERS),
@@ -331,6 +333,7 @@ _FUNCTION_VALUES = frozenset(
 _C_NAME_NODES = frozenset(
     {"identifier", "field_identifier", "qualified_identifier", "destructor_name", "operator_name", "type_identifier"}
 )
+_TEMPLATE_ARGS = re.compile(r"<[^<>]*>")
 _SIGNATURE_CHARS = 120
 # Tree nodes `_SyntaxPlanner._children` may look at while searching one span for a place to cut; past it the
 # span is cut into line windows instead (only pathological inputs, such as a few enormous lines, get there).
@@ -352,17 +355,16 @@ def _parse(language: str, text: str) -> Any:
 
 def _definition_nodes(root: Any, language: str) -> list[Any]:
     """Nodes of the spec's definition types, found by one tree-sitter query (runs in C, not a Python walk)."""
+    from tree_sitter import Query, QueryCursor
+
     query = _queries.get(language)
     if query is None:
-        import tree_sitter
         from tree_sitter_language_pack import get_language
 
         lang = get_language(language)
-        types = [t for t in _SPECS[language].defs if lang.id_for_node_kind(t, True)]
-        query = _queries[language] = tree_sitter.Query(lang, "[" + " ".join(f"({t})" for t in types) + "] @def")
-    import tree_sitter
-
-    captures = tree_sitter.QueryCursor(query).captures(root)
+        types = [t for t in _SPECS[language].defs if lang.id_for_node_kind(t, True)]  # absent in older grammars
+        query = _queries[language] = Query(lang, "[" + " ".join(f"({t})" for t in types) + "] @def")
+    captures = QueryCursor(query).captures(root)
     return sorted(captures.get("def", []), key=lambda n: (n.start_byte, -n.end_byte))
 
 
@@ -469,9 +471,10 @@ def _describe(node: Any, language: str, spec: _LanguageSpec) -> tuple[str, str, 
             name = _text(node.child_by_field_name("name"))
             if not name and node.parent is not None and node.parent.type == "type_definition":
                 name = _text(node.parent.child_by_field_name("declarator"))
-        name = name.replace("::", ".")
+        name = _without_template_args(name).replace("::", ".")  # Matrix<T>::at → Matrix.at
         if "." in name:
             prefix, name = name.rsplit(".", 1)
+            kind = "method" if kind == "function" else kind
     elif language == "kotlin":
         name = next((_text(c) for c in node.named_children if c.type in ("type_identifier", "simple_identifier")), "")
         if t == "companion_object":
@@ -542,6 +545,13 @@ def _go_receiver(node: Any) -> str:
             return _text(current)
         stack.extend(reversed(current.named_children))
     return ""
+
+
+def _without_template_args(name: str) -> str:
+    previous = None
+    while previous != name:  # innermost first: A<B<C>> → A<B> → A
+        previous, name = name, _TEMPLATE_ARGS.sub("", name)
+    return name
 
 
 def _strip_generics(name: str) -> str:
@@ -699,7 +709,8 @@ class _SyntaxPlanner:
             span = stack.pop()
             anchor = span.defn or span.owner
             header = self.budget.header(anchor)
-            if (span.defn is not None or not self._contains_definition(span)) and self.budget.fits(span.lo, span.hi, header):
+            keep_whole = span.defn is not None or not self._contains_definition(span)
+            if keep_whole and self.budget.fits(span.lo, span.hi, header):
                 size = self.budget.size(span.lo, span.hi)
                 whole = span.defn is not None
                 pieces.append(_Piece(span.lo, span.hi, anchor, whole, size if whole else 0, size))
@@ -709,7 +720,8 @@ class _SyntaxPlanner:
                 pieces.extend(self.budget.windows(span.lo, span.hi, anchor))
             else:
                 stack.extend(reversed(children))
-        return _Plan(_merge(pieces, self.budget, self.min_tokens), self.defs, "code")
+        default_kind = "text" if self.language == "markdown" else "code"
+        return _Plan(_merge(pieces, self.budget, self.min_tokens), self.defs, default_kind)
 
     def _contains_definition(self, span: _Span) -> bool:
         i = bisect.bisect_left(self.def_starts, span.lo)
@@ -916,7 +928,8 @@ def _rebalance_tails(pieces: list[_Piece], budget: _Budget, min_tokens: int) -> 
                 best, best_score = cut, score
         if best is None:
             continue
-        pieces[k - 1] = _Piece(a.lo, best - 1, a.anchor, False, 0, budget.size(a.lo, best - 1), tuple(c for c in a.cuts if c < best))
+        kept = tuple(c for c in a.cuts if c < best)
+        pieces[k - 1] = _Piece(a.lo, best - 1, a.anchor, False, 0, budget.size(a.lo, best - 1), kept)
         moved = tuple(c for c in a.cuts if c > best)
         pieces[k] = _Piece(best, b.hi, b.anchor, False, 0, budget.size(best, b.hi), (*moved, b.lo, *b.cuts))
 

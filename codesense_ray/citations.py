@@ -34,8 +34,10 @@ REMOVED_MARKER = "[unverified reference removed]"
 # [1]  [1, 3]  [1,3]  [1-3]  — and runs like [1][2], which are matched one by one.
 _BLOCK_RE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|-|–)\s*\d{1,4})*)\s*\]")
 # Markdown link first (so its URL is handled as one unit), then bare URLs.
-_MD_LINK_RE = re.compile(r"\[([^\]\n]{0,200})\]\(\s*<?((?:https?|file)://[^\s)>]+)>?\s*\)")
-_URL_RE = re.compile(r"(?:https?|file)://[^\s<>\"'`\])]+")
+# Any markdown link target is checked (javascript:, relative paths, other hosts), not only http(s).
+_MD_LINK_RE = re.compile(r"\[([^\]\n]{0,200})\]\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\))?[^\s()<>]*)>?(?:\s+\"[^\"\n]*\")?\s*\)")
+# Schemes that render as links, plus `www.` which GitHub-flavoured markdown autolinks without a scheme.
+_URL_RE = re.compile(r"(?:(?:https?|ftp|file)://|www\.)[^\s<>\"'`\])]+")
 _TRAILING = ".,;:!?'\")]}>"
 # A file path with an extension, optionally prefixed by a repository id, followed by a line spec:
 #   app/auth/jwt.py:L10-L20   app/auth/jwt.py:10-20   jwt.py#L10   payments:app/auth/jwt.py:L10-L42
@@ -297,10 +299,11 @@ class _Verifier:
         """Blocks a claimed location resolves to, or the reason it is invalid."""
         candidates = self.resolve_path(repo, path)
         reasons: list[str] = []
+        unindexed: list[str] = []
         for r, p in candidates:
             count = self.line_count(r, p)
             if count is None:
-                reasons.append(f"{p} is not indexed for {r}")
+                unindexed.append(r)
                 continue
             if start is not None and end is not None:
                 if start < 1 or end < start or end > count:
@@ -313,11 +316,12 @@ class _Verifier:
                 return hits, None
             where = f"lines {start}-{end} of {p}" if start is not None else p
             reasons.append(f"{where} were not in the retrieved context")
-        if not candidates:
-            return (), f"{path} is not in any indexed repository of the context"
-        # Prefer the most specific reason (a real file with a bad range beats "not indexed" in another repo).
-        reasons.sort(key=lambda s: ("not indexed" in s, s))
-        return (), reasons[0]
+        if reasons:
+            # A real file with a bad range is the more useful reason than "not indexed" in another repository.
+            return (), reasons[0]
+        if not unindexed:
+            return (), f"{path} is not in any repository of the context"
+        return (), f"{path} is not indexed for {', '.join(unindexed)}"
 
     def check_url(self, url: str) -> tuple[tuple[int, ...], str | None, Citation | None]:
         norm = _normalise_url(url)
@@ -339,10 +343,11 @@ class _Verifier:
                         end = int(end_s) if end_s else start
                     hits, reason = self.check_location(repo.id, path, start, end)
                     return hits, reason, Citation("url", url, 0, 0, repo=repo.id, path=path, start_line=start, end_line=end, url=url)
-        host = urlsplit(url).netloc.lower()
+        host = urlsplit(url if not url.startswith("www.") else "//" + url).netloc.lower()
         if host in {h for r in self.repos.values() for h in r.hosts}:
             return (), "link does not point into an indexed repository at its indexed ref", None
-        return (), f"link to a location codesense did not produce ({host or url.split(':', 1)[0] + ' URL'})", None
+        scheme = url.split(":", 1)[0] if re.match(r"^[A-Za-z][\w+.-]*:", url) else "relative"
+        return (), f"link to a location codesense did not produce ({host or scheme + ' URL'})", None
 
 
 def _normalise_url(url: str) -> str:

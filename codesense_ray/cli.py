@@ -45,9 +45,9 @@ def _load(args: argparse.Namespace):
 
 
 def _open_store(cfg):
-    from codesense_ray.store import IndexStore, open_client
+    from codesense_ray.services import open_store
 
-    return IndexStore(open_client(cfg), cfg.index.collection)
+    return open_store(cfg)
 
 
 # --- index ----------------------------------------------------------------------------------------
@@ -107,19 +107,6 @@ def _print_index_summary(s: dict) -> None:
 
 
 # --- search ---------------------------------------------------------------------------------------
-def build_retriever(cfg, store=None):
-    """Retriever with the configured embedder, loaded in-process (no Ray)."""
-    from codesense_ray.embedding import SentenceTransformerEmbedder
-    from codesense_ray.search import Retriever
-
-    store = store or _open_store(cfg)
-    if store.live_collection() is None:
-        from codesense_ray.errors import IndexNotBuilt
-
-        raise IndexNotBuilt()
-    return Retriever(store, SentenceTransformerEmbedder(cfg.embedding), cfg.search)
-
-
 def _check_query(text: str, what: str = "query") -> str:
     if not text or not text.strip():
         raise CodesenseError(f"empty {what}")
@@ -127,6 +114,8 @@ def _check_query(text: str, what: str = "query") -> str:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from codesense_ray.services import build_retriever
+
     cfg = _load(args)
     query = _check_query(args.query)
     retriever = build_retriever(cfg)
@@ -144,6 +133,68 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"    {h.url}")
 
     emit(args, payload, human)
+    return 0
+
+
+# --- ask ------------------------------------------------------------------------------------------
+def cmd_ask(args: argparse.Namespace) -> int:
+    from codesense_ray.services import build_answerer
+
+    cfg = _load(args)
+    _check_query(args.question, "question")
+    answerer = build_answerer(cfg)
+    try:
+        answer = answerer.ask(args.question, k=args.k, repo_ids=args.repo or ())
+    finally:
+        answerer.tracer.flush()
+    payload = answer.to_dict()
+
+    def human() -> None:
+        print(answer.answer)
+        note = f"model {answer.model}, prompt {answer.prompt['name']} v{answer.prompt['version']}"
+        bad = len(answer.citations["invalid"])
+        if bad:
+            note += f", {bad} unverifiable citation(s) removed"
+        if answer.trace_id:
+            note += f", trace {answer.trace_id}"
+        print(f"\n({note}, {answer.latency_s:.2f}s)", file=sys.stderr)
+
+    emit(args, payload, human)
+    return 0
+
+
+# --- serve ----------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    cfg = _load(args)
+    if args.port:
+        cfg.serve.port = args.port
+    if args.host:
+        cfg.serve.host = args.host
+    from ray import serve
+
+    from codesense_ray.pipeline import init_ray
+    from codesense_ray.serve_app import build_app
+
+    app = build_app(cfg)  # validates settings (replicas, auth token env) before anything starts
+    init_ray(cfg)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port})
+        serve.run(app, name="codesense", route_prefix="/", blocking=False)
+        print(f"codesense: serving on http://{cfg.serve.host}:{cfg.serve.port} (POST /v1/ask, /v1/search; GET /healthz, /metrics)", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        _shutdown_ray()
     return 0
 
 
@@ -208,6 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=None, help="number of hits (default: search.k)")
     p.set_defaults(handler=cmd_search)
 
+    p = sub.add_parser(
+        "ask",
+        parents=[common],
+        help="answer a question with verified links to files and lines",
+        description="Retrieve, build a numbered context, generate (generator.backend), verify every citation, print the answer with permalinks.",
+    )
+    p.add_argument("question")
+    p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable)")
+    p.add_argument("-k", type=int, default=None, help="chunks retrieved (default: answer.k)")
+    p.set_defaults(handler=cmd_ask)
+
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the Ray Serve HTTP app (POST /v1/ask, /v1/search; GET /healthz, /metrics)",
+        description="Start a local Ray, deploy ingress → retriever → generator, and serve until Ctrl-C.",
+    )
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port, 8000)")
+    p.add_argument("--host", default=None, help="listen address (default: serve.host, 127.0.0.1)")
+    p.set_defaults(handler=cmd_serve)
+
     p = sub.add_parser("status", parents=[common], help="per repository: indexed ref, chunks, live collection, when indexed")
     p.set_defaults(handler=cmd_status)
 
@@ -218,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Command groups contributed by other modules (answering, evaluation, orchestration)."""
-    return []
+    from codesense_ray.prompts.cli import register as prompts
+
+    return [prompts]
 
 
 def main(argv: list[str] | None = None) -> int:

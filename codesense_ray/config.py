@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from codesense_ray.errors import InvalidConfig
+from codesense_ray.generation.settings import GeneratorConfig, PromptsConfig, TracingConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
@@ -124,6 +125,37 @@ class SearchConfig(_Section):
     )
 
 
+class AnswerConfig(_Section):
+    """How a question becomes an answer: context budget, limits, behaviour when the generator fails."""
+
+    k: int = Field(8, ge=1, le=50, description="Chunks retrieved per question before the context is assembled.")
+    context_tokens: int = Field(3000, ge=100, description="Budget of the numbered context shown to the model (approximate tokens, 4 chars each).")
+    max_blocks_per_file: int = Field(2, ge=1, description="At most this many blocks from one file, so the context covers distinct files.")
+    max_question_chars: int = Field(4000, ge=10, description="Longer questions are rejected (HTTP 422) instead of silently truncated.")
+    sources_on_generator_error: bool = Field(True, description="When the generator is down, still return the retrieved sources with the 502 error.")
+
+
+class ServeConfig(_Section):
+    """The Ray Serve HTTP app (`codesense serve`)."""
+
+    host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 inside a container.")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
+    auth_token_env: str | None = Field(None, description="Env var holding a bearer token; when set, every endpoint but /healthz requires `Authorization: Bearer <token>`.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Upper bound for one request end to end.")
+    ingress_replicas: int = Field(1, ge=1, description="Ingress (FastAPI) replicas.")
+    retriever_replicas: int = Field(1, ge=1, description="Retriever replicas; embedded Qdrant allows exactly 1 (one process), a Qdrant server any number.")
+    generator_replicas: int = Field(1, ge=1, description="Generator replicas (each loads the local model, or holds a client to the remote one).")
+    retriever_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per retriever replica (it runs the query embedding).")
+    generator_num_cpus: float | None = Field(
+        None, gt=0, description="CPUs per generator replica; default 1 for `local` (the model runs there), 0.25 for remote backends (a client only)."
+    )
+    generator_num_gpus: float = Field(0.0, ge=0, description="GPU share per generator replica for the `local` backend on GPU (fractions pack replicas).")
+    autoscaling: bool = Field(False, description="Serve autoscaling for retriever and generator (server mode): replicas between min and max by ongoing requests.")
+    min_replicas: int = Field(1, ge=0, description="Autoscaling lower bound.")
+    max_replicas: int = Field(4, ge=1, description="Autoscaling upper bound.")
+    target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling target of in-flight requests per replica.")
+
+
 class Config(_Section):
     """The whole `codesense.yaml`."""
 
@@ -133,6 +165,11 @@ class Config(_Section):
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
+    answer: AnswerConfig = Field(default_factory=AnswerConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     # Not part of the YAML: where the file was read from (relative paths resolve against it).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

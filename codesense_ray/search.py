@@ -18,7 +18,7 @@ from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
 from codesense_ray.fusion import fuse_rankings
 from codesense_ray.lexical import query_identifiers, query_sparse_vector
 from codesense_ray.repositories import line_url
-from codesense_ray.store import DENSE, META_KEY, SPARSE, IndexStore
+from codesense_ray.store import DENSE, SPARSE, IndexStore
 
 # How many definition matches to consider before ranking them (exact lookups are cheap).
 SYMBOL_SCAN_LIMIT = 256
@@ -50,6 +50,17 @@ class SearchHit:
             d.pop("text")
             d.pop("header")
         return d
+
+
+@dataclass
+class FileHit:
+    """A file ranked for a query, with the chunks that put it there (best first)."""
+
+    repo: str
+    path: str
+    score: float
+    url: str
+    chunks: list[SearchHit] = field(default_factory=list, repr=False)
 
 
 class Retriever:
@@ -156,12 +167,34 @@ class Retriever:
         scored.sort(key=lambda t: -t[0])
         return [pid for _, pid in scored]
 
+    def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
+        """Files ranked for `query`: chunk hits aggregated to their files (best chunk decides the rank)."""
+        hits = self.search(query, k=chunks or max(self.cfg.candidates, k * 5), repo_ids=repo_ids)
+        files: dict[tuple[str, str], FileHit] = {}
+        for h in hits:
+            key = (h.repo, h.path)
+            if key not in files:
+                files[key] = FileHit(repo=h.repo, path=h.path, score=h.score, url=h.url, chunks=[])
+            files[key].chunks.append(h)
+        return list(files.values())[:k]
+
+    def file_line_count(self, repo: str, path: str) -> int | None:
+        """Lines of an indexed file (None when the path is not indexed for that repository)."""
+        flt = models.Filter(
+            must=[
+                models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo)),
+                models.FieldCondition(key="path", match=models.MatchValue(value=path)),
+            ]
+        )
+        records, _ = self.store.client.scroll(self.store.alias, scroll_filter=flt, limit=64, with_payload=["line_count", "end_line"])
+        if not records:
+            return None
+        counts = [r.payload.get("line_count") or r.payload.get("end_line", 0) for r in records]
+        return max(counts)
+
     @staticmethod
     def _filter(repo_ids: Sequence[str]) -> models.Filter | None:
         if not repo_ids:
             return None
         return models.Filter(must=[models.FieldCondition(key="repo_id", match=models.MatchAny(any=list(repo_ids)))])
 
-
-def is_meta(payload: dict) -> bool:
-    return bool(payload.get(META_KEY))

@@ -56,9 +56,11 @@ class ChunkFiles:
                 text, row["path"], row["language"], max_tokens=self.max_tokens, min_tokens=self.min_tokens, count_tokens=self.count_tokens
             )
             fhash = file_hash(text)
+            line_count = len(text.rstrip("\n").split("\n"))
             for chunk in chunks:
                 rec = chunk_record(chunk, repo_id=row["repo_id"], web_url=row["web_url"] or None, ref=row["ref"] or None, file_hash=fhash)
                 rec["def_names"] = definition_names(rec["definitions"])
+                rec["line_count"] = line_count
                 out["id"].append(rec["id"])
                 out["repo_id"].append(row["repo_id"])
                 out["path"].append(row["path"])

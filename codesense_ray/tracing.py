@@ -62,13 +62,16 @@ class _Guard:
         self.backend_name = backend_name
         self.failed = False
 
-    def call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        if self.failed:
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, cleanup: bool = False) -> Any:
+        """Run `fn`; after a failure only `cleanup` calls (ending what was started) still run."""
+        if self.failed and not cleanup:
             return None
         try:
             return fn(*args)
         except Exception as exc:  # noqa: BLE001 - tracing must never fail a request
-            self.failed = True
+            already, self.failed = self.failed, True
+            if already:
+                return None  # logged once per trace
             log.warning("tracing backend %s failed in %s (trace disabled for this request): %s: %s", self.backend_name, what, type(exc).__name__, exc)
             return None
 
@@ -88,7 +91,8 @@ class Span:
             return
         self.ended = True
         if self._backend is not None and self._handle is not None:
-            self._guard.call("end", self._backend.end, self._handle, outputs, _clean(attributes), error)
+            # Ending runs even after an earlier failure, so backends do not keep half-open spans in memory.
+            self._guard.call("end", self._backend.end, self._handle, outputs, _clean(attributes), error, cleanup=True)
 
     def __enter__(self) -> "Span":
         return self
@@ -96,7 +100,7 @@ class Span:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         # Ended explicitly before an exception: keep what the caller recorded.
         if not self.ended:
-            self.end(error=f"{exc_type.__name__}: {exc}" if exc_type else None)
+            self.end(error=_describe(exc) if exc_type else None)
 
 
 class Trace(Span):
@@ -117,7 +121,7 @@ class Trace(Span):
             yield span
         except BaseException as exc:
             if not span.ended:
-                span.end(error=f"{type(exc).__name__}: {exc}")
+                span.end(error=_describe(exc))
             raise
         if not span.ended:
             span.end()
@@ -147,7 +151,7 @@ class Tracer:
             yield trace
         except BaseException as exc:
             if not trace.ended:
-                trace.end(error=f"{type(exc).__name__}: {exc}")
+                trace.end(error=_describe(exc))
             raise
         if not trace.ended:
             trace.end()
@@ -163,6 +167,12 @@ class NoopTracer(Tracer):
 
     def __init__(self) -> None:
         super().__init__(None)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if isinstance(exc, GeneratorExit):
+        return "cancelled: the consumer stopped reading (client disconnected)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -191,22 +201,35 @@ class _MlflowBackend:
     name = "mlflow"
     _SPAN_TYPES = {"retriever": "RETRIEVER", "llm": "LLM", "reranker": "RERANKER", "embedding": "EMBEDDING", "chain": "CHAIN"}
 
+    # After a failed setup (tracking server down), requests skip tracing for this long instead of each one
+    # waiting through the MLflow client's HTTP retries.
+    RETRY_SETUP_AFTER_S = 60.0
+
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self._experiment_id: str | None = None
+        self._failed_at: float | None = None
         self._lock = threading.Lock()
 
     def _setup(self) -> str:
+        import time
+
         with self._lock:
             if self._experiment_id is None:
-                import mlflow
+                if self._failed_at is not None and time.monotonic() - self._failed_at < self.RETRY_SETUP_AFTER_S:
+                    raise RuntimeError(f"MLflow at {self.tracking_uri} failed recently; tracing paused")
+                try:
+                    import mlflow
 
-                # MLflow exports traces to the process-wide tracking URI; everything codesense logs shares it.
-                mlflow.set_tracking_uri(self.tracking_uri)
-                client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-                exp = client.get_experiment_by_name(self.experiment)
-                self._experiment_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
+                    # MLflow exports traces to the process-wide tracking URI; everything codesense logs shares it.
+                    mlflow.set_tracking_uri(self.tracking_uri)
+                    client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+                    exp = client.get_experiment_by_name(self.experiment)
+                    self._experiment_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
+                except Exception:
+                    self._failed_at = time.monotonic()
+                    raise
             return self._experiment_id
 
     def start_trace(self, name: str, inputs: Any, metadata: dict[str, Any]) -> Any:

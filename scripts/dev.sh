@@ -39,7 +39,7 @@ case "$cmd" in
   demo)
     ensure_venv
     "$VENV/bin/codesense" index
-    "$VENV/bin/codesense" search "How is authorization implemented in the payments service?" -k 5 "$@"
+    "$VENV/bin/codesense" ask "How is authorization implemented in the payments service?" --repo payments "$@"
     ;;
   test)
     ensure_venv

@@ -120,8 +120,10 @@ class GeminiGenerator:
         model = self.model
         finish_reason = None
         prompt_tokens = completion_tokens = None
+        chunks = None
         try:
-            for chunk in self._client.models.generate_content_stream(**self._request(messages, max_tokens, temperature)):
+            chunks = self._client.models.generate_content_stream(**self._request(messages, max_tokens, temperature))
+            for chunk in chunks:
                 model = chunk.model_version or model
                 finish_reason = _finish_reason(chunk) or finish_reason
                 if chunk.usage_metadata is not None:
@@ -135,6 +137,13 @@ class GeminiGenerator:
             raise
         except Exception as exc:  # noqa: BLE001
             raise _error(exc) from exc
+        finally:
+            close = getattr(chunks, "close", None)  # the SDK's generator closes its HTTP response
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    pass
         return Generation(
             text="".join(parts),
             model=model,

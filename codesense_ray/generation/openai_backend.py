@@ -102,6 +102,7 @@ class OpenAIGenerator:
         finish_reason = None
         model = self.model
         prompt_tokens = completion_tokens = None
+        stream = None
         try:
             stream = self._client.chat.completions.create(
                 **self._params(messages, max_tokens, temperature), stream=True, stream_options={"include_usage": True}
@@ -122,6 +123,13 @@ class OpenAIGenerator:
             raise
         except Exception as exc:  # noqa: BLE001
             raise _error(exc) from exc
+        finally:
+            # A consumer that stops early (client disconnected) must not leave the HTTP response open.
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:  # noqa: BLE001
+                    pass
         return Generation(
             text="".join(parts),
             model=model,

@@ -45,6 +45,12 @@ class PromptNotFound(CodesenseError):
     exit_code = 2
 
 
+class PromptRegistryError(CodesenseError):
+    """Pushing to a prompt registry failed (unreachable, unauthorised, rejected); the message says which and why."""
+
+    exit_code = 5
+
+
 @dataclass(frozen=True)
 class Prompt:
     """One version of a chat prompt: a system message and a user template with `{question}` and `{context}`.
@@ -298,7 +304,9 @@ class LangfusePromptRegistry(_CachedRemoteRegistry):
         self._api = LangfuseAPI(base_url=self.host, username=public_key, password=secret_key, x_langfuse_public_key=public_key, timeout=fetch_timeout_s)
 
     def _fetch(self) -> Prompt:
-        resp = self._api.prompts.get(self.name, version=self.version, label=self.label, request_options={"timeout_in_seconds": max(1, math.ceil(self.fetch_timeout_s))})
+        # No SDK retries: a failed fetch falls back at once and the TTL cache spaces out the next attempt.
+        options = {"timeout_in_seconds": max(1, math.ceil(self.fetch_timeout_s)), "max_retries": 0}
+        resp = self._api.prompts.get(self.name, version=self.version, label=self.label, request_options=options)
         if resp.type == "chat":
             messages = [{"role": getattr(m, "role", "user"), "content": getattr(m, "content", "")} for m in resp.prompt]
         else:
@@ -344,7 +352,25 @@ def push_prompt(
     A new registry version is created only when the template differs from the one the registry serves now
     (like `kubectl apply`: no change, no new revision). `cfg.label` becomes an MLflow alias / Langfuse label
     (default `production` for Langfuse, so the service picks it up). Returns what was done, for `--json`.
+    Raises `PromptRegistryError` when the registry cannot be reached or refuses the prompt.
     """
+    try:
+        return _push_prompt(to, cfg, home, prompt, mlflow_client=mlflow_client)
+    except CodesenseError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SDK/network errors become one domain error for the CLI
+        where = cfg.langfuse_host if to == "langfuse" else resolve_mlflow_uri(cfg.mlflow_tracking_uri, home)
+        raise PromptRegistryError(f"prompts push --to {to} ({where}) failed: {type(exc).__name__}: {str(exc)[:300]}") from exc
+
+
+def _push_prompt(
+    to: Literal["mlflow", "langfuse"],
+    cfg: PromptsConfig,
+    home: Path,
+    prompt: Prompt | None = None,
+    *,
+    mlflow_client: Any = None,
+) -> dict[str, Any]:
     prompt = prompt or load_prompt_file(cfg.path)
     name = cfg.name
     messages = prompt.chat_template("double")

@@ -87,7 +87,7 @@ class FakeServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -149,7 +149,7 @@ def openai_route(server_state: dict[str, Any]) -> Callable[[Request], Response]:
 
 # --- Gemini REST v1beta --------------------------------------------------------------------------------
 def gemini_route(server_state: dict[str, Any]) -> Callable[[Request], Response]:
-    """`POST /v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse` (SSE of GenerateContentResponse)."""
+    """`POST /{v1|v1beta}/models/{model}:generateContent` and `:streamGenerateContent?alt=sse` (SSE of GenerateContentResponse)."""
 
     def candidate(text: str, finish: str | None) -> dict[str, Any]:
         c: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
@@ -159,7 +159,9 @@ def gemini_route(server_state: dict[str, Any]) -> Callable[[Request], Response]:
 
     def route(req: Request) -> Response:
         mode = server_state["server"].mode
-        if req.method != "POST" or not req.path.startswith("/v1beta/models/"):
+        # google-genai 3.x defaults to `v1`; older SDKs and the REST docs use `v1beta`. Both speak the same JSON.
+        version, _, rest = req.path.lstrip("/").partition("/")
+        if req.method != "POST" or version not in ("v1", "v1beta") or not rest.startswith("models/"):
             return json_response({"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}, 404)
         if mode == "error500":
             return json_response({"error": {"code": 500, "message": "An internal error has occurred.", "status": "INTERNAL"}}, 500)
@@ -167,7 +169,7 @@ def gemini_route(server_state: dict[str, Any]) -> Callable[[Request], Response]:
             return json_response({"error": {"code": 403, "message": "API key not valid.", "status": "PERMISSION_DENIED"}}, 403)
         if mode == "slow":
             return Response(delay_s=3.0, body=b"{}")
-        model, _, method = req.path.removeprefix("/v1beta/models/").partition(":")
+        model, _, method = rest.removeprefix("models/").partition(":")
         words = server_state.get("words", ["Tokens are ", "verified in ", "`verify_token` [1]."])
         usage = {"promptTokenCount": 42, "candidatesTokenCount": len(words), "totalTokenCount": 42 + len(words)}
         if method == "streamGenerateContent":

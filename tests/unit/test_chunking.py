@@ -270,8 +270,8 @@ def test_unknown_language_splits_at_blank_lines_into_text_chunks():
 
 def test_text_fallback_uses_langchain_separators_for_known_languages():
     """A language without a grammar here but known to langchain (Scala) is cut before `class`/`def` lines."""
-    blocks = [f"class Service{i} {{\n" + "\n".join(f"  val x{j} = {j} + {i}" for j in range(8)) + "\n}" for i in range(6)]
-    text = "\n".join(blocks) + "\n"
+    members = "\n".join(f"  val x{j} = {j} + 1" for j in range(8))
+    text = "\n".join(f"class Service{i} {{\n{members}\n}}" for i in range(6)) + "\n"
     chunks = chunk_file(text, "App.scala", "scala", max_tokens=80, min_tokens=0)
     assert_exact_cover(text, chunks)
     assert all(c.text.startswith("class Service") for c in chunks)

@@ -1,0 +1,67 @@
+"""Thin KFP components: each submits one codesense stage as a Ray job and returns the stage's JSON summary.
+
+A component is a CI job step whose container is the codesense image: it does not clone, index or
+evaluate itself — it hands the work to Ray (`backend="ray-jobs"`: the Job Submission API of a head;
+`backend="kuberay"`: a RayJob with its own cluster) and waits, streaming the job's log into the step's
+log. A failed job fails the step with the job's last log lines; an unreachable Ray head fails it within
+`jobs.connect_timeout_s`.
+
+Parameters shared by all three:
+    config: codesense.yaml as the component's pod sees it (in the image: /app/codesense.yaml).
+    backend: `ray-jobs` or `kuberay`; empty means `jobs.backend` from the config.
+    ray_address: dashboard URL for `ray-jobs`; empty means `jobs.ray_address` from the config.
+
+Imports sit inside the functions: KFP ships only the function's source to the pod, and the image has
+codesense installed. `install_kfp_package=False` because the image already carries kfp (no pip at run time).
+"""
+
+# No `from __future__ import annotations`: KFP reads the real annotation objects (NamedTuple outputs).
+from typing import NamedTuple
+
+from kfp import dsl
+
+from codesense_ray.orchestration.settings import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def converge_repositories(
+    config: str, backend: str = "", ray_address: str = ""
+) -> NamedTuple("ConvergeOutputs", [("data_version", str), ("summary", dict)]):
+    """Clone the `url:` repositories into data/raw/ and push the new DVC version (Ray job jobs/converge.py).
+
+    Outputs `data_version` (the DVC hash of data/raw; empty when DVC is off) for the index step's lineage,
+    and `summary` (the job result and `codesense converge --json`).
+    """
+    from collections import namedtuple
+
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    result = run_stage_in_component("converge", config, backend, ray_address)
+    summary = result.get("summary") or {}
+    outputs = namedtuple("ConvergeOutputs", ["data_version", "summary"])
+    return outputs(summary.get("data_version") or "", result)
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def build_code_index(config: str, backend: str = "", ray_address: str = "", data_version: str = "", full: bool = False) -> dict:
+    """Chunk, embed and store the repositories into Qdrant with an alias swap (Ray job jobs/index.py).
+
+    `data_version` is the DVC hash the converge step produced; it is recorded in the job's metadata so a
+    Ray job (and the KFP run) says which snapshot of the code it indexed. `full` re-embeds everything.
+    """
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    args = ["--full"] if full else []
+    return run_stage_in_component("index", config, backend, ray_address, args=args, metadata={"data_version": data_version})
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def evaluate_rag(config: str, dataset: str, backend: str = "", ray_address: str = "", index_collection: str = "") -> dict:
+    """Run `codesense eval --dataset DATASET` (Ray job jobs/evaluate.py) and its quality gate.
+
+    The `eval` command arrives with the evaluation issue; until then this step fails with the job's
+    "invalid choice: 'eval'" message, which is why the pipeline only runs it when a dataset is given.
+    """
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    return run_stage_in_component("evaluate", config, backend, ray_address, args=["--dataset", dataset], metadata={"index_collection": index_collection})

@@ -1,0 +1,61 @@
+"""The `codesense-rag` pipeline: converge → index → (evaluate), each stage a Ray job.
+
+A KFP pipeline is a CI pipeline whose stages are containers; here each stage container only submits a
+Ray job and waits (see components.py). Later issues append dataset generation, fine-tuning and
+deployment to the same DAG.
+
+Parameters (defaults come from the `pipeline:` section of codesense.yaml at compile time):
+    config        codesense.yaml as the component pods see it.
+    backend       `kuberay` (a RayJob per stage, the cluster default) or `ray-jobs` (a running head).
+    ray_address   dashboard URL for `ray-jobs`; empty: `jobs.ray_address` from the config.
+    eval_dataset  JSONL evaluation set; empty: the pipeline ends at the index.
+    full_reindex  re-embed everything instead of reusing unchanged chunks.
+
+Secrets and endpoints are attached here, never read by component logic: every step gets the secrets
+of `pipeline.secrets` as env vars (`kfp.kubernetes.use_secret_as_env`; by default the Ray dashboard token).
+"""
+
+# No `from __future__ import annotations`: KFP reads the parameter annotations as real types.
+from kfp import dsl, kubernetes
+
+from codesense_ray.orchestration.settings import PipelineConfig
+from kfp_wrappers.components import build_code_index, converge_repositories, evaluate_rag
+
+
+def _attach(task: dsl.PipelineTask, pcfg: PipelineConfig, display_name: str) -> dsl.PipelineTask:
+    task.set_display_name(display_name)
+    # Inputs of these steps live outside KFP (git remotes, the index): a cache hit would skip real work.
+    task.set_caching_options(False)
+    task.set_container_image(pcfg.image)
+    for secret in pcfg.secrets:
+        kubernetes.use_secret_as_env(task, secret_name=secret.secret, secret_key_to_env=dict(secret.keys), optional=secret.optional)
+    return task
+
+
+def build_pipeline(pcfg: "PipelineConfig | None" = None):
+    """The `codesense-rag` pipeline function with defaults, image and secrets from `pcfg`."""
+    pcfg = pcfg or PipelineConfig()
+
+    @dsl.pipeline(name=pcfg.name, description="codesense: converge repositories (git + DVC) → build the code index → evaluate, as Ray jobs.")
+    def codesense_rag(
+        config: str = pcfg.config_path,
+        backend: str = pcfg.backend,
+        ray_address: str = pcfg.ray_address,
+        eval_dataset: str = pcfg.eval_dataset,
+        full_reindex: bool = False,
+    ) -> dict:
+        converge = _attach(converge_repositories(config=config, backend=backend, ray_address=ray_address), pcfg, "converge repositories")
+        index = _attach(
+            build_code_index(config=config, backend=backend, ray_address=ray_address, data_version=converge.outputs["data_version"], full=full_reindex),
+            pcfg,
+            "build code index",
+        )
+        with dsl.If(eval_dataset != "", name="evaluation-dataset-given"):
+            _attach(evaluate_rag(config=config, dataset=eval_dataset, backend=backend, ray_address=ray_address).after(index), pcfg, "evaluate RAG")
+        return index.output
+
+    return codesense_rag
+
+
+codesense_rag = build_pipeline()
+"""The pipeline with default settings (what `python -m kfp_wrappers.compile` compiles without a config)."""

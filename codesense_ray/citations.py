@@ -200,6 +200,8 @@ def extract_citations(text: str) -> list[Citation]:
         start = int(m.group("s1") or m.group("s2") or m.group("s3"))
         end_s = m.group("e1") or m.group("e2") or m.group("e3")
         path = re.sub(r"^(?:\./|/)+", "", m.group("path"))
+        if "/" not in path and len(path.rsplit(".", 1)[0]) < 2:
+            continue  # "e.g line 5", "i.e line 2": abbreviations, not files
         found.append(Citation("path", m.group(0), m.start(), m.end(), repo=m.group("repo"), path=path, start_line=start, end_line=int(end_s) if end_s else start))
         taken.append(m.span())
     for m in _BLOCK_RE.finditer(text):

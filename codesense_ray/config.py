@@ -120,8 +120,8 @@ class SearchConfig(_Section):
     candidates: int = Field(50, ge=1, description="Hits fetched from each signal (dense, sparse, symbol) before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens the rank bonus.")
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"dense": 1.0, "sparse": 1.0, "symbol": 1.0},
-        description="Per-signal weight in the fusion (set one to 0 to switch it off).",
+        default_factory=lambda: {"dense": 1.0, "sparse": 1.0, "symbol": 1.0, "path": 1.0},
+        description="Per-signal weight in the fusion: `dense`, `sparse`, `symbol` (definitions), `path` (files the query names). 0 switches one off.",
     )
 
 

@@ -32,6 +32,8 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> np.ndarray: ...
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -157,7 +159,11 @@ class SentenceTransformerEmbedder:
         return vecs.astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> np.ndarray:
-        vec = self._model.encode(
-            [self.query_instruction + text], batch_size=1, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Queries get the model's query instruction (Qwen3); documents never do."""
+        vecs = self._model.encode(
+            [self.query_instruction + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
-        return vec[0].astype(np.float32, copy=False)
+        return vecs.astype(np.float32, copy=False)

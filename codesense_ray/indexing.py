@@ -21,6 +21,10 @@ from codesense_ray.repositories import RepositoryInfo, resolve_repositories, sel
 from codesense_ray.store import FileEntry, IndexStore
 
 
+# Bump when the chunk payload or vector layout changes: older versions are rebuilt, not carried over.
+INDEX_SCHEMA = 2
+
+
 @dataclass
 class ReindexPlan:
     """The diff between the live index and the working tree of one repository (paths, sorted)."""
@@ -214,10 +218,10 @@ class Indexer:
 
     # --- steps ------------------------------------------------------------------------------------
     def _compatible(self, live: str) -> bool:
-        """Vectors can be reused only if they came from the same model with the same size."""
+        """Vectors can be reused only if they came from the same model, size and payload schema."""
         if self.store.dimension(live) != self.model.dimension:
             return False
-        return all(m.get("model") == self.model.name for m in self.store.repo_metas(live).values())
+        return all(m.get("model") == self.model.name and m.get("schema") == INDEX_SCHEMA for m in self.store.repo_metas(live).values())
 
     def _scan(self, info: RepositoryInfo, report: RepoReport) -> dict[str, tuple[str, SourceFile]]:
         """Select and hash the repository's files: path → (content hash, file)."""
@@ -262,6 +266,7 @@ class Indexer:
             "host_kind": info.host_kind,
             "root": str(info.path) if info.path else None,
             "model": self.model.name,
+            "schema": INDEX_SCHEMA,
             "files": report.files_seen,
             "indexed_at": time.time(),
         }

@@ -134,3 +134,64 @@ def definition_names(definitions: Iterable[dict]) -> list[str]:
             if key:
                 names.setdefault(key.lower(), None)
     return list(names)
+
+
+_TRACE_FRAME = re.compile(r'File "([^"\n]+)", line (\d+)(?:, in ([A-Za-z_<>][\w<>]*))?')
+_PATH_MENTION = re.compile(r"(?<![\w/.-])((?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.(?:py|pyi|go|ts|tsx|js|jsx|mjs|java|kt|rs|c|h|cc|cpp|hpp|cs|rb|php|sh|tf|yaml|yml|md|toml|json|sql))\b")
+
+
+def path_suffixes(path: str, max_parts: int = 4) -> list[str]:
+    """`a/b/c/d.py` → ['d.py', 'c/d.py', 'b/c/d.py', 'a/b/c/d.py'] (lower-cased; at most `max_parts` segments)."""
+    parts = [p for p in path.replace("\\", "/").lower().split("/") if p and p not in (".", "..")]
+    return ["/".join(parts[-n:]) for n in range(1, min(len(parts), max_parts) + 1)]
+
+
+def query_paths(query: str) -> list[str]:
+    """File paths a query names: traceback frames first (innermost last in Python, so reversed), then plain mentions.
+
+    A traceback's `File "/usr/lib/python3.11/site-packages/httpx/_client.py"` names a file by an absolute path
+    that the index knows as `_client.py` or `httpx/_client.py`; suffixes are matched against `path_tails`.
+    """
+    seen: dict[str, None] = {}
+    for m in reversed(list(_TRACE_FRAME.finditer(query))):
+        seen.setdefault(m.group(1), None)
+    for m in _PATH_MENTION.finditer(query):
+        if "://" not in query[max(0, m.start() - 8) : m.start()]:
+            seen.setdefault(m.group(1), None)
+    return list(seen)
+
+
+def traceback_functions(query: str) -> list[str]:
+    """Function names of traceback frames, innermost first (where the error was raised)."""
+    names = [m.group(3) for m in _TRACE_FRAME.finditer(query) if m.group(3) and not m.group(3).startswith("<")]
+    return list(dict.fromkeys(reversed(names)))
+
+
+def split_passages(text: str, max_chars: int = 1200) -> list[str]:
+    """A long query as passages of whole paragraphs (each ≤ `max_chars` where possible).
+
+    Embedding models see a few hundred tokens; a whole issue text would be cut after its first paragraph.
+    Embedding each passage and fusing the rankings keeps the signal in the traceback at the end too.
+    """
+    if len(text) <= max_chars:
+        return [text]
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    passages: list[str] = []
+    current = ""
+    for para in paragraphs:
+        while len(para) > max_chars:  # a huge paragraph (a long traceback): cut at line boundaries
+            cut = para.rfind("\n", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            if current:
+                passages.append(current)
+                current = ""
+            passages.append(para[:cut])
+            para = para[cut:].lstrip("\n")
+        if current and len(current) + len(para) + 2 > max_chars:
+            passages.append(current)
+            current = para
+        else:
+            current = f"{current}\n\n{para}" if current else para
+    if current:
+        passages.append(current)
+    return passages

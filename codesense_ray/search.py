@@ -16,7 +16,7 @@ from codesense_ray.config import SearchConfig
 from codesense_ray.embedding import Embedder
 from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
 from codesense_ray.fusion import fuse_rankings
-from codesense_ray.lexical import query_identifiers, query_sparse_vector
+from codesense_ray.lexical import path_suffixes, query_identifiers, query_paths, query_sparse_vector, split_passages, traceback_functions
 from codesense_ray.repositories import line_url
 from codesense_ray.store import DENSE, SPARSE, IndexStore
 
@@ -127,9 +127,7 @@ class Retriever:
         rankings: dict[str, list[str]] = {}
         weights = self.cfg.weights
         if self.embedder is not None and weights.get("dense", 1.0) > 0:
-            vec = self.embedder.embed_query(query)
-            res = self.store.client.query_points(self.store.alias, query=vec.tolist(), using=DENSE, limit=n, query_filter=flt, with_payload=False)
-            rankings["dense"] = [str(p.id) for p in res.points]
+            rankings["dense"] = self.dense_matches(query, flt, n)
         if weights.get("sparse", 1.0) > 0:
             idx, val = query_sparse_vector(query)
             if idx:
@@ -139,19 +137,54 @@ class Retriever:
                 rankings["sparse"] = [str(p.id) for p in res.points]
         if weights.get("symbol", 1.0) > 0:
             rankings["symbol"] = self.symbol_matches(query, flt)[:n]
-        return rankings
+        if weights.get("path", 1.0) > 0:
+            rankings["path"] = self.path_matches(query, flt)[:n]
+        return {sig: ids for sig, ids in rankings.items() if ids}
+
+    def dense_matches(self, query: str, flt: models.Filter | None, n: int) -> list[str]:
+        """Nearest chunks to the query; a long query is embedded passage by passage and the lists fused."""
+        passages = split_passages(query)
+        vecs = self.embedder.embed_queries(passages)
+        requests = [models.QueryRequest(query=v.tolist(), using=DENSE, limit=n, filter=flt) for v in vecs]
+        results = self.store.client.query_batch_points(self.store.alias, requests=requests)
+        lists = [[str(p.id) for p in r.points] for r in results]
+        if len(lists) == 1:
+            return lists[0]
+        return [pid for pid, _ in fuse_rankings({str(i): ids for i, ids in enumerate(lists)}, k=self.cfg.rrf_k)][:n]
+
+    def path_matches(self, query: str, flt: models.Filter | None) -> list[str]:
+        """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`), longest match first."""
+        wanted: dict[str, int] = {}
+        for mentioned in query_paths(query):
+            for depth, suffix in enumerate(path_suffixes(mentioned), start=1):
+                wanted[suffix] = max(wanted.get(suffix, 0), depth)
+        if not wanted:
+            return []
+        cond = models.FieldCondition(key="path_tails", match=models.MatchAny(any=list(wanted)))
+        must = [cond] + (list(flt.must) if flt and flt.must else [])
+        records, _ = self.store.client.scroll(
+            self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=["path_tails", "start_line"]
+        )
+        scored = [(max(wanted.get(t, 0) for t in rec.payload.get("path_tails") or []), rec.payload.get("start_line", 0), str(rec.id)) for rec in records]
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        return [pid for _, _, pid in scored]
 
     def symbol_matches(self, query: str, flt: models.Filter | None) -> list[str]:
         """Chunks defining a name the query mentions, most specific first.
 
         A match on a code-like name (`verify_token`, `PaymentAuthorizer.authorize`) outranks a match on
-        a plain word ("authorize"), and chunks defining several mentioned names come first.
+        a plain word ("authorize"); the function where a traceback was raised counts most; chunks defining
+        several mentioned names come first.
         """
         names = query_identifiers(query)
-        if not names:
+        frames = traceback_functions(query)
+        if not names and not frames:
             return []
-        weight = {n: (3.0 if any(c in n for c in "._") else 1.0) + (1.0 if f"`{n}" in query.lower() else 0.0) for n in names}
-        cond = models.FieldCondition(key="def_names", match=models.MatchAny(any=names))
+        lowered = query.lower()
+        weight = {n: (3.0 if any(c in n for c in "._") else 1.0) + (1.0 if f"`{n}" in lowered else 0.0) for n in names}
+        for i, fn in enumerate(frames):
+            weight[fn.lower()] = weight.get(fn.lower(), 0.0) + 4.0 / (1 + i)
+        cond = models.FieldCondition(key="def_names", match=models.MatchAny(any=list(weight)))
         must = [cond] + (list(flt.must) if flt and flt.must else [])
         records, _ = self.store.client.scroll(
             self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=["def_names", "symbol"]
@@ -166,31 +199,6 @@ class Retriever:
             scored.append((score, str(rec.id)))
         scored.sort(key=lambda t: -t[0])
         return [pid for _, pid in scored]
-
-    def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
-        """Files ranked for `query`: chunk hits aggregated to their files (best chunk decides the rank)."""
-        hits = self.search(query, k=chunks or max(self.cfg.candidates, k * 5), repo_ids=repo_ids)
-        files: dict[tuple[str, str], FileHit] = {}
-        for h in hits:
-            key = (h.repo, h.path)
-            if key not in files:
-                files[key] = FileHit(repo=h.repo, path=h.path, score=h.score, url=h.url, chunks=[])
-            files[key].chunks.append(h)
-        return list(files.values())[:k]
-
-    def file_line_count(self, repo: str, path: str) -> int | None:
-        """Lines of an indexed file (None when the path is not indexed for that repository)."""
-        flt = models.Filter(
-            must=[
-                models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo)),
-                models.FieldCondition(key="path", match=models.MatchValue(value=path)),
-            ]
-        )
-        records, _ = self.store.client.scroll(self.store.alias, scroll_filter=flt, limit=64, with_payload=["line_count", "end_line"])
-        if not records:
-            return None
-        counts = [r.payload.get("line_count") or r.payload.get("end_line", 0) for r in records]
-        return max(counts)
 
     @staticmethod
     def _filter(repo_ids: Sequence[str]) -> models.Filter | None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from codesense_ray.config import EmbeddingConfig
 from codesense_ray.documents import chunk_record
-from codesense_ray.lexical import definition_names, document_sparse_vector
+from codesense_ray.lexical import definition_names, document_sparse_vector, path_suffixes
 
 
 def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,6 +61,7 @@ class ChunkFiles:
                 rec = chunk_record(chunk, repo_id=row["repo_id"], web_url=row["web_url"] or None, ref=row["ref"] or None, file_hash=fhash)
                 rec["def_names"] = definition_names(rec["definitions"])
                 rec["line_count"] = line_count
+                rec["path_tails"] = path_suffixes(row["path"])
                 out["id"].append(rec["id"])
                 out["repo_id"].append(row["repo_id"])
                 out["path"].append(row["path"])

@@ -22,7 +22,7 @@ DENSE = "dense"
 SPARSE = "lexical"
 META_KEY = "_meta"
 _META_NAMESPACE = uuid.UUID("0b5c3d58-8d6f-4bb4-a3c5-2f0c7b1e9a41")
-KEYWORD_FIELDS = ("repo_id", "path", "def_names", "language")
+KEYWORD_FIELDS = ("repo_id", "path", "def_names", "path_tails", "language")
 
 
 def open_client(cfg: Config) -> QdrantClient:

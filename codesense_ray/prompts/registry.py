@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from urllib.parse import quote
 
 import yaml
 
@@ -229,7 +230,7 @@ class _CachedRemoteRegistry:
                 prompt = self._fetch()
                 self.last_error = None
             except Exception as exc:  # noqa: BLE001 - a registry outage must not fail the request
-                reason = f"{self.backend} unavailable: {type(exc).__name__}: {exc}"[:500]
+                reason = f"{self.backend} fetch failed: {type(exc).__name__}: {exc}"[:500]
                 self.last_error = reason
                 previous = self._entry[1] if self._entry is not None else None
                 if previous is not None and previous.source.startswith(self.backend + ":"):
@@ -306,7 +307,8 @@ class LangfusePromptRegistry(_CachedRemoteRegistry):
     def _fetch(self) -> Prompt:
         # No SDK retries: a failed fetch falls back at once and the TTL cache spaces out the next attempt.
         options = {"timeout_in_seconds": max(1, math.ceil(self.fetch_timeout_s)), "max_retries": 0}
-        resp = self._api.prompts.get(self.name, version=self.version, label=self.label, request_options=options)
+        # Folder-style names ("team/rag") go in one path segment, encoded as the Langfuse client does.
+        resp = self._api.prompts.get(quote(self.name, safe=""), version=self.version, label=self.label, request_options=options)
         if resp.type == "chat":
             messages = [{"role": getattr(m, "role", "user"), "content": getattr(m, "content", "")} for m in resp.prompt]
         else:
@@ -399,7 +401,7 @@ def _push_prompt(
         api = LangfuseAPI(base_url=host.rstrip("/"), username=public, password=secret, x_langfuse_public_key=public, timeout=cfg.fetch_timeout_s)
         label = cfg.label or "production"
         try:
-            current = api.prompts.get(name, label=label)
+            current = api.prompts.get(quote(name, safe=""), label=label)
             same = current.type == "chat" and [{"role": m.role, "content": m.content} for m in current.prompt] == messages
         except NotFoundError:
             current, same = None, False

@@ -63,3 +63,35 @@ def test_definition_names_include_name_and_qualified_name():
     """The payload lookup keys hold both the short and the qualified name, de-duplicated."""
     defs = [{"name": "authorize", "qualified_name": "PaymentAuthorizer.authorize"}, {"name": "authorize", "qualified_name": "authorize"}]
     assert definition_names(defs) == ["authorize", "paymentauthorizer.authorize"]
+
+
+def test_query_paths_reads_traceback_frames_innermost_first_and_mentions():
+    """Traceback frames (innermost first) and plain file mentions become path lookups; URLs do not."""
+    from codesense_ray.lexical import query_paths, traceback_functions
+
+    q = (
+        'Traceback (most recent call last):\n  File "/venv/lib/site-packages/httpx/_client.py", line 8, in get\n'
+        '  File "/venv/lib/site-packages/httpx/_models.py", line 9, in raise_for_status\nValueError: x\n'
+        "see app/auth/jwt.py and https://example.com/a/b.py"
+    )
+    assert query_paths(q)[:3] == ["/venv/lib/site-packages/httpx/_models.py", "/venv/lib/site-packages/httpx/_client.py", "app/auth/jwt.py"]
+    assert "example.com/a/b.py" not in " ".join(query_paths(q))
+    assert traceback_functions(q) == ["raise_for_status", "get"]
+
+
+def test_path_suffixes_match_repo_relative_paths():
+    """An absolute path's suffixes include the repo-relative forms the index stores."""
+    from codesense_ray.lexical import path_suffixes
+
+    assert path_suffixes("/usr/lib/site-packages/httpx/_client.py")[:2] == ["_client.py", "httpx/_client.py"]
+
+
+def test_split_passages_keeps_everything_and_bounds_size():
+    """Long queries split at paragraph/line boundaries into bounded passages, losing no text."""
+    from codesense_ray.lexical import split_passages
+
+    text = "intro paragraph\n\n" + "\n".join(f"  File \"x{i}.py\", line {i}" for i in range(200)) + "\n\nfinal words"
+    parts = split_passages(text, max_chars=500)
+    assert len(parts) > 2 and all(len(p) <= 500 for p in parts)
+    assert parts[0].startswith("intro") and parts[-1].endswith("final words")
+    assert split_passages("short") == ["short"]

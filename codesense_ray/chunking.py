@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple
 
@@ -339,16 +340,18 @@ _SIGNATURE_CHARS = 120
 # span is cut into line windows instead (only pathological inputs, such as a few enormous lines, get there).
 _DESCENT_WORK = 50_000
 
-_parsers: dict[str, Any] = {}
+# Parsers are cached per thread (a tree-sitter parser is not safe to share); compiled queries are immutable.
+_thread_state = threading.local()
 _queries: dict[str, Any] = {}
 
 
 def _parse(language: str, text: str) -> Any:
-    parser = _parsers.get(language)
+    parsers: dict[str, Any] = _thread_state.__dict__.setdefault("parsers", {})
+    parser = parsers.get(language)
     if parser is None:
         from tree_sitter_language_pack import get_parser
 
-        parser = _parsers[language] = get_parser(language)
+        parser = parsers[language] = get_parser(language)
     # surrogatepass: text decoded with surrogateescape must not crash; tree-sitter tolerates bad UTF-8.
     return parser.parse(text.encode("utf-8", "surrogatepass"))
 

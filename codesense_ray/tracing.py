@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from codesense_ray.errors import InvalidConfig
-from codesense_ray.generation.settings import TracingConfig, resolve_mlflow_uri
+from codesense_ray.generation.settings import TracingConfig, mlflow_artifact_location, resolve_mlflow_uri
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,11 @@ class _MlflowBackend:
                     mlflow.set_tracking_uri(self.tracking_uri)
                     client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
                     exp = client.get_experiment_by_name(self.experiment)
-                    self._experiment_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment)
+                    if exp is None:
+                        location = mlflow_artifact_location(self.tracking_uri, self.experiment)
+                        self._experiment_id = client.create_experiment(self.experiment, artifact_location=location)
+                    else:
+                        self._experiment_id = exp.experiment_id
                 except Exception:
                     self._failed_at = time.monotonic()
                     raise

@@ -42,8 +42,11 @@ def package_dir(lib: str) -> Path:
 
 def library_version(lib: str) -> str:
     """Version of the distribution that provides import name `lib` (`jinja2` → Jinja2's version)."""
-    dists = importlib.metadata.packages_distributions().get(lib) or [lib]
-    return importlib.metadata.version(dists[0])
+    try:
+        return importlib.metadata.version(lib)  # names are matched case- and separator-insensitively
+    except importlib.metadata.PackageNotFoundError:
+        dists = importlib.metadata.packages_distributions().get(lib) or [lib]  # slow: scans every distribution
+        return importlib.metadata.version(dists[0])
 
 
 def is_test_path(rel: str) -> bool:

@@ -56,6 +56,7 @@ MIN_WORDS = 6
 MAX_WORDS = 60
 DEFAULT_PER_LIBRARY = 75
 _SKIP_OPENINGS = ("deprecated", "alias", "same as", "see ", "shortcut", "internal", "this is a", "this is an", ".. ", "used internally", "a convenience")
+_DANGLING = frozenset("if as like when following the a an of to are is with for by and or that these this".split())
 _ABBREVIATIONS = ("e.g", "i.e", "etc", "vs", "cf", "approx", "resp", "incl", "ca")
 
 
@@ -71,7 +72,9 @@ def _clean_rest(text: str) -> str:
             target = target[1:].rsplit(".", 1)[-1]
         return f"`{target}`"
 
+    text = re.sub(r":(rfc|pep):`(\d+)[^`]*`", lambda m: f"{m.group(1).upper()} {m.group(2)}", text, flags=re.I)
     text = re.sub(r":[A-Za-z]+(?::[A-Za-z]+)*:`([^`]+)`", role, text)
+    text = re.sub(r"`([^`]+)`__?", r"\1", text)  # reST hyperlink references: `printf-style`_
     text = text.replace("``", "`")
     return text
 
@@ -88,7 +91,12 @@ def first_sentence(doc: str) -> str | None:
         if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
             continue
         return text[: m.end()]
-    # A paragraph without a final full stop counts only when it is short (a one-line summary).
+    # A paragraph without a final full stop counts only when it is short (a one-line summary). One that
+    # introduces a list ("A value is considered missing if:") counts only when it reads as a sentence.
+    if text.endswith(":"):
+        text = text[:-1].rstrip()
+        if text.rsplit(" ", 1)[-1].lower() in _DANGLING:
+            return None
     return text if len(text.split()) <= 25 else None
 
 
@@ -255,6 +263,7 @@ def build(
 ) -> dict:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    libs = sorted(set(libs))  # canonical order: the output does not depend on how --libs was spelled
     rows: list[dict] = []
     entries: dict[str, dict] = {}
     for lib in libs:

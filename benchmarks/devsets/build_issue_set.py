@@ -46,6 +46,7 @@ from _common import (  # noqa: E402
     library_version,
     new_line,
     rel_to_root,
+    write_json,
     write_jsonl,
 )
 
@@ -54,7 +55,7 @@ SHAPES = ("full", "callers_only", "no_traceback")
 SITE = "/usr/lib/python3.11/site-packages"
 _SKIP_EXCEPTIONS = {"NotImplementedError", "AssertionError", "StopIteration", "StopAsyncIteration", "KeyboardInterrupt", "SystemExit", "GeneratorExit"}
 _PLACEHOLDERS = ("foo", "bar", "example", "demo", "spam", "data")
-_GENERIC_NAMES = {"get", "set", "run", "call", "open", "close", "read", "write", "update", "copy", "pop", "add", "items", "keys", "values", "join", "split", "format", "send", "load", "dump"}
+_GENERIC_NAMES = {"get", "set", "run", "call", "open", "close", "read", "write", "update", "copy", "pop", "add", "items", "keys", "values", "join", "split", "format", "send", "load", "dump", "wrap", "parse", "process", "render", "validate", "check", "handle", "convert"}
 
 
 # --- finding raises -------------------------------------------------------------------------------
@@ -106,15 +107,49 @@ def _render(template: str, rng: random.Random) -> str:
     return template.replace("{!r}", "{}").format(*values)
 
 
-def _calls(fn: ast.AST) -> dict[str, int]:
-    """Names this function calls (plain or as an attribute) → line of the first such call."""
-    out: dict[str, int] = {}
+def _calls(fn: ast.AST) -> dict[str, tuple[int, str]]:
+    """Names this function calls → (line of the first call, how: "name" `f()`, "self" `self.f()`, "attr" `x.f()`)."""
+    out: dict[str, tuple[int, str]] = {}
     for node in ast.walk(fn):
-        if isinstance(node, ast.Call):
-            name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr if isinstance(node.func, ast.Attribute) else None
-            if name and name not in out:
-                out[name] = node.lineno
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name):
+            name, how = node.func.id, "name"
+        elif isinstance(node.func, ast.Attribute):
+            base = node.func.value
+            name, how = node.func.attr, "self" if isinstance(base, ast.Name) and base.id in ("self", "cls") else "attr"
+        else:
+            continue
+        if name not in out:
+            out[name] = (node.lineno, how)
     return out
+
+
+def _is_public(fn: Func) -> bool:
+    """No private component in the module path or the qualified name (`__init__`/`__call__` are public)."""
+    parts = fn.path[: -len(".py")].split("/")[1:] + fn.qualname.split(".")
+    return not any(p.startswith("_") and p not in ("__init__", "__call__") for p in parts)
+
+
+def _distinctive(name: str) -> bool:
+    """A method name unlikely to be shared with unrelated objects (`get_source` yes, `wrap` no)."""
+    core = name.lstrip("_")
+    return "_" in core and len(core) >= 8 and core not in _GENERIC_NAMES
+
+
+def callers_of(fn: Func, calls: dict[str, list[tuple[Func, int, str]]]) -> list[tuple[Func, int]]:
+    """Public functions that (by name, statically) call `fn`, sorted; unrelated same-named calls filtered out."""
+    out: dict[tuple[str, str], tuple[Func, int]] = {}
+    for c, line, how in calls.get(fn.name, []):
+        if c is fn or not _is_public(c) or fn.name in _GENERIC_NAMES:
+            continue
+        if fn.class_name is None:
+            ok = how == "name" or (how == "attr" and _distinctive(fn.name))
+        else:
+            ok = (how == "self" and c.class_name == fn.class_name and c.path == fn.path) or (how != "name" and _distinctive(fn.name))
+        if ok:
+            out.setdefault((c.path, c.qualname), (c, line))
+    return sorted(out.values(), key=lambda cl: (cl[0].path, cl[0].start))
 
 
 def _module_name(path: str) -> str:
@@ -122,10 +157,10 @@ def _module_name(path: str) -> str:
     return mod[: -len(".__init__")] if mod.endswith(".__init__") else mod
 
 
-def find_raises(lib: str, files: dict[str, str], indexed: set[str]) -> tuple[list[dict], dict[str, list[tuple[Func, int]]]]:
+def find_raises(lib: str, files: dict[str, str], indexed: set[str]) -> tuple[list[dict], dict[str, list[tuple[Func, int, str]]]]:
     """Raise sites with a resolvable exception and a literal message, plus a callee name → callers index."""
     sites: list[dict] = []
-    callers: dict[str, list[tuple[Func, int]]] = defaultdict(list)
+    callers: dict[str, list[tuple[Func, int, str]]] = defaultdict(list)
     for path in sorted(files):
         if path not in indexed:
             continue
@@ -135,8 +170,8 @@ def find_raises(lib: str, files: dict[str, str], indexed: set[str]) -> tuple[lis
             continue
         lines = files[path].split("\n")
         for fn in iter_functions(tree, path):
-            for name, line in _calls(fn.node).items():
-                callers[name].append((fn, line))
+            for name, (line, how) in _calls(fn.node).items():
+                callers[name].append((fn, line, how))
             if fn.name.startswith("__") and fn.name not in ("__init__", "__call__"):
                 continue
             for node in ast.walk(fn.node):
@@ -168,7 +203,7 @@ def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", name).lower().strip("_") or "obj"
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower().strip("_") or "obj"
 
 
 def _public_module(module: str, name: str) -> str:
@@ -256,10 +291,20 @@ _TRIED = [
 _FREEZE_NOISE = ["certifi==2024.2.2", "charset-normalizer==3.3.2", "idna==3.6", "MarkupSafe==2.1.5", "urllib3==2.2.1", "typing_extensions==4.10.0", "packaging==24.0"]
 
 
-def report(lib: str, version: str, site: dict, caller: tuple[Func, int] | None, shape: str, files: dict[str, str], rng: random.Random) -> str:
+def report(
+    lib: str,
+    version: str,
+    site: dict,
+    entry: tuple[Func, int] | None,
+    caller: tuple[Func, int] | None,
+    shape: str,
+    files: dict[str, str],
+    rng: random.Random,
+) -> str:
+    """One bug report: the user's script calls `entry` (else the raising function); `caller` is a library frame shown between."""
     fn: Func = site["func"]
     message = _render(site["template"], rng)
-    api = caller[0] if caller is not None else fn
+    api = entry[0] if entry is not None else fn
     code, user_frames = snippet(lib, api, rng)
     script = rng.choice(["app.py", "main.py", "cli.py", "jobs/nightly.py", "scripts/export.py", "service/handlers.py"])
     exc_short = site["exc"].rsplit(".", 1)[-1]
@@ -330,7 +375,14 @@ def report(lib: str, version: str, site: dict, caller: tuple[Func, int] | None, 
     return "\n\n".join(parts)
 
 
-def build(out: Path, *, per_library: int = DEFAULT_PER_LIBRARY, seed: int = DEFAULT_SEED, dataset: Path = EVAL_DIR / "issues.jsonl") -> dict:
+def build(
+    out: Path,
+    *,
+    per_library: int = DEFAULT_PER_LIBRARY,
+    seed: int = DEFAULT_SEED,
+    dataset: Path = EVAL_DIR / "issues.jsonl",
+    meta: Path = EVAL_DIR / "issues.meta.json",
+) -> dict:
     corpus = Corpus.load(out.resolve())
     rows: list[dict] = []
     counts: dict[str, dict] = {}
@@ -347,9 +399,10 @@ def build(out: Path, *, per_library: int = DEFAULT_PER_LIBRARY, seed: int = DEFA
         sites = [s for s in sites if len(by_template[s["template"]]) == 1]
         seen_funcs: set[tuple[str, str]] = set()
         unique = []
-        for s in sites:  # one report per raising function
+        for s in sites:  # one report per raising function, reachable from the public API
             key = (s["path"], s["func"].qualname)
-            if key not in seen_funcs:
+            reachable = _is_public(s["func"]) or bool(callers_of(s["func"], callers))
+            if key not in seen_funcs and reachable:
                 seen_funcs.add(key)
                 unique.append(s)
         rng = random.Random(f"{seed}/issues/{lib}")
@@ -358,20 +411,19 @@ def build(out: Path, *, per_library: int = DEFAULT_PER_LIBRARY, seed: int = DEFA
         shape_count: dict[str, int] = defaultdict(int)
         for i, site in enumerate(chosen):
             fn: Func = site["func"]
-            public_callers = sorted(
-                {(c.path, c.qualname): (c, line) for c, line in callers.get(fn.name, []) if c is not fn and not c.name.startswith("_") and fn.name not in _GENERIC_NAMES}.values(),
-                key=lambda cl: (cl[0].path, cl[0].start),
-            )
+            public_callers = callers_of(fn, callers)
             other_file = [c for c in public_callers if c[0].path != fn.path]
             shape = SHAPES[(i + rng.randrange(3)) % 3]
+            # The snippet calls the raising function itself when it is public API, else a public caller.
+            entry = rng.choice(public_callers) if not _is_public(fn) and public_callers else None
+            frame = entry
             if shape == "callers_only":
                 # Only frames outside the gold file: the user's, plus a public caller in another file if any.
-                caller = rng.choice(other_file) if other_file else None
-            elif fn.name.startswith("_") and public_callers:
-                caller = rng.choice(public_callers)
-            else:
-                caller = None
-            text = report(lib, version, site, caller, shape, files, rng)
+                if other_file:
+                    entry = frame = rng.choice(other_file)
+                elif frame is not None and frame[0].path == fn.path:
+                    frame = None
+            text = report(lib, version, site, entry, frame, shape, files, rng)
             gaps = corpus.removed(lib, fn.path)
             rows.append(
                 {
@@ -385,9 +437,20 @@ def build(out: Path, *, per_library: int = DEFAULT_PER_LIBRARY, seed: int = DEFA
             )
             shape_count[shape] += 1
         counts[lib] = {"version": version, "raise_sites": len(unique), "reports": len(chosen), **dict(sorted(shape_count.items()))}
-    shapes = {r["id"]: r.pop("shape") for r in rows}
+    shapes = {r["id"]: r["shape"] for r in rows}
     write_jsonl(dataset, rows)
-    return {"dataset": rel_to_root(dataset), "queries": len(rows), "libraries": counts, "shapes": shapes}
+    summary = {
+        "dataset": rel_to_root(dataset),
+        "builder": "benchmarks/devsets/build_issue_set.py",
+        "seed": seed,
+        "per_library": per_library,
+        "queries": len(rows),
+        "libraries": counts,
+        "shapes": shapes,
+        "caveat": "gold line ranges refer to the rewritten library copies of build_docstring_set.py (same versions)",
+    }
+    write_json(meta, summary)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,8 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-library", type=int, default=DEFAULT_PER_LIBRARY)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--dataset", type=Path, default=EVAL_DIR / "issues.jsonl")
+    ap.add_argument("--meta", type=Path, default=EVAL_DIR / "issues.meta.json", help="versions, counts and each report's shape")
     args = ap.parse_args(argv)
-    summary = build(args.out, per_library=args.per_library, seed=args.seed, dataset=args.dataset)
+    summary = build(args.out, per_library=args.per_library, seed=args.seed, dataset=args.dataset, meta=args.meta)
     for lib, c in summary["libraries"].items():
         print(f"{lib} {c['version']}: {c['reports']} reports from {c['raise_sites']} raising functions " + ", ".join(f"{k}={v}" for k, v in c.items() if k in SHAPES))
     print(f"{summary['queries']} reports → {summary['dataset']}")

@@ -152,3 +152,15 @@ def resolve_mlflow_uri(configured: str | None, home: Path) -> str:
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{home.resolve() / 'mlflow.db'}"
+
+
+def mlflow_artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment keeps artifacts (trace payloads included): beside the SQLite file, in
+    `mlartifacts/<experiment>`. None for servers, which choose themselves. MLflow's own default is `./mlruns` of
+    whatever directory the process runs in, which would litter the working tree."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    from urllib.parse import unquote, urlparse
+
+    db = Path(unquote(urlparse(tracking_uri).path))
+    return (db.parent / "mlartifacts" / experiment).resolve().as_uri()

@@ -215,15 +215,17 @@ def schedule_pipeline(
 
 
 def _ensure_pipeline_version(client: Any, package: Path, pcfg: PipelineConfig, version_name: str) -> tuple[str, str, bool]:
-    """(pipeline id, version id, uploaded?) — upload the pipeline or a new version only when the spec changed."""
+    """(pipeline id, version id, uploaded?) — one version per distinct compiled spec, named by its hash.
+
+    A missing pipeline is created empty (the generated `client.pipelines` API) so that its first version
+    carries the hash name too; re-scheduling an unchanged pipeline then uploads nothing.
+    """
     pipeline_id = client.get_pipeline_id(pcfg.name)
     if pipeline_id is None:
-        pipeline = client.upload_pipeline(str(package), pipeline_name=pcfg.name, namespace=pcfg.namespace)
-        pipeline_id = pipeline.pipeline_id
-        versions = client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc").pipeline_versions or []
-        if not versions:
-            raise ServiceError(f"KFP created pipeline {pcfg.name!r} without a version")
-        return pipeline_id, versions[0].pipeline_version_id, True
+        import kfp_server_api
+
+        body = kfp_server_api.V2beta1Pipeline(display_name=pcfg.name, description="codesense: converge → index → evaluate as Ray jobs", namespace=pcfg.namespace)
+        pipeline_id = client.pipelines.pipeline_service_create_pipeline(pipeline=body).pipeline_id
     found = client.list_pipeline_versions(pipeline_id, page_size=100, filter=_display_name_filter(version_name)).pipeline_versions or []
     for version in found:
         if version.display_name == version_name:

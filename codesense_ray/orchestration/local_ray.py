@@ -174,7 +174,7 @@ class LocalRayHead:
         found.pop(os.getpid(), None)
         return list(found.values())
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float = 3.0) -> None:
         """Terminate this head's processes (SIGTERM, then SIGKILL after `grace_s`) and remove its temp dir."""
         import psutil
 

@@ -53,6 +53,11 @@ def test_extracts_every_citation_form():
     assert (found[4].start_line, found[4].end_line, found[5].start_line, found[5].end_line) == (10, 20, 5, 9)
 
 
+def test_abbreviations_are_not_paths():
+    """'e.g line 5' is prose, not a file citation."""
+    assert extract_citations("See e.g line 5 and i.e lines 2-3.") == []
+
+
 def test_code_is_not_a_citation():
     """`items[1]` in inline code and [2] inside fenced blocks are code, not citations."""
     text = "Use `items[1]` here [1].\n```python\nx = arr[2]\n```\n"

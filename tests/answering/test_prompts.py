@@ -188,7 +188,7 @@ def test_langfuse_outage_falls_back_and_records_it(langfuse_server, monkeypatch,
 
     cold = LangfusePromptRegistry(server.url, keys.public_key, keys.secret_key, fetch_timeout_s=1)
     p = cold.get()
-    assert p.fallback and p.source.startswith("file:packaged") and "langfuse unavailable" in p.fallback_reason
+    assert p.fallback and p.source.startswith("file:packaged") and "langfuse fetch failed" in p.fallback_reason
     assert p.trace_attributes()["prompt_fallback"] is True
 
 

@@ -52,6 +52,9 @@ def test_mlflow_trace_is_stored_with_spans(mlflow_uri, tmp_path):
     assert spans["generate"].attributes["model"] == "gemini-2.5-pro" and spans["generate"].attributes["completion_tokens"] == 8
     assert spans["ask"].outputs == {"answer": "Tokens are verified [1]."} and spans["ask"].attributes["citation_valid"] == 1.0
     assert spans["retrieve"].inputs == {"query": "How is auth done?", "k": 5}
+    # Trace payloads live beside the SQLite file, not in ./mlruns of whatever directory the test ran in.
+    location = client.get_experiment_by_name(experiment).artifact_location
+    assert location.startswith("file://") and "/mlartifacts/" in location
 
 
 def test_mlflow_records_failed_span_as_error(mlflow_uri, tmp_path):
@@ -179,7 +182,7 @@ def test_backend_failures_are_swallowed_and_logged(fail_on, caplog):
     assert warnings and fail_on in warnings[0].getMessage()
     assert len([w for w in warnings if "in flush" not in w.getMessage()]) <= 1  # logged once per trace
     if fail_on != "start_trace":
-        assert backend.calls[-2 if fail_on == "flush" else -1] == "end"  # what was started is still ended
+        assert backend.calls[-2:] == ["end", "flush"]  # what was started is still ended
 
 
 def test_request_exceptions_propagate_through_traces():

@@ -200,6 +200,30 @@ class Retriever:
         scored.sort(key=lambda t: -t[0])
         return [pid for _, pid in scored]
 
+    def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
+        """Files ranked for `query`: chunk hits aggregated to their files (best chunk decides the rank)."""
+        hits = self.search(query, k=chunks or max(self.cfg.candidates, k * 5), repo_ids=repo_ids)
+        files: dict[tuple[str, str], FileHit] = {}
+        for h in hits:
+            key = (h.repo, h.path)
+            if key not in files:
+                files[key] = FileHit(repo=h.repo, path=h.path, score=h.score, url=h.url, chunks=[])
+            files[key].chunks.append(h)
+        return list(files.values())[:k]
+
+    def file_line_count(self, repo: str, path: str) -> int | None:
+        """Lines of an indexed file (None when the path is not indexed for that repository)."""
+        flt = models.Filter(
+            must=[
+                models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo)),
+                models.FieldCondition(key="path", match=models.MatchValue(value=path)),
+            ]
+        )
+        records, _ = self.store.client.scroll(self.store.alias, scroll_filter=flt, limit=64, with_payload=["line_count", "end_line"])
+        if not records:
+            return None
+        return max(r.payload.get("line_count") or r.payload.get("end_line", 0) for r in records)
+
     @staticmethod
     def _filter(repo_ids: Sequence[str]) -> models.Filter | None:
         if not repo_ids:

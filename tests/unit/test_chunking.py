@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -327,6 +329,18 @@ def test_extract_definitions_lists_nested_methods_in_order():
     assert names.index("PaymentAuthorizer") < names.index("PaymentAuthorizer.__init__") < names.index("refund")
     assert [d.start_line for d in defs] == sorted(d.start_line for d in defs)
     assert extract_definitions("whatever", "text") == []
+
+
+def test_importing_the_chunker_stays_light():
+    """Importing the module loads neither Ray, tree-sitter nor langchain (they load on first use)."""
+    code = (
+        "import sys, codesense_ray.chunking, codesense_ray.languages; "
+        "print(sorted(m for m in ('ray', 'tree_sitter', 'tree_sitter_language_pack', 'langchain_text_splitters') "
+        "if m in sys.modules))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
+    assert result.stdout.strip() == "[]"
 
 
 def test_chunks_serialise_to_plain_json():

@@ -100,9 +100,11 @@ def query_sparse_vector(query: str) -> tuple[list[int], list[float]]:
 
 
 def query_identifiers(query: str) -> list[str]:
-    """Names in a question that may be definitions: backticked names, dotted names, camel/snake case.
+    """Names in a question that look like code: backticked, dotted, snake_case, camelCase, or a capitalised
+    word inside a sentence (`the Principal class`).
 
-    Returned lower-cased and de-duplicated in order, for exact lookups in the definitions table.
+    Plain words ("authorization") are left to the dense and sparse signals: matched against definition names
+    they mostly hit unrelated headings and config keys. Returned lower-cased, de-duplicated, in order.
     """
     seen: dict[str, None] = {}
 
@@ -115,14 +117,20 @@ def query_identifiers(query: str) -> list[str]:
         for ident in _IDENT.findall(match.group(1)):
             add(ident)
             add(ident.rsplit(".", 1)[-1])
-    for ident in _IDENT.findall(query):
-        is_code_like = "_" in ident or "." in ident or re.search(r"[a-z][A-Z]", ident) or (ident[:1].isupper() and len(ident) > 3)
-        if is_code_like:
+    for m in _IDENT.finditer(query):
+        ident = m.group(0)
+        before = query[: m.start()].rstrip()
+        mid_sentence = bool(before) and before[-1] not in ".?!:\n\"'`(["
+        code_like = (
+            "_" in ident
+            or ("." in ident and not ident.replace(".", "").isdigit())
+            or re.search(r"[a-z][A-Z]", ident)
+            or (ident[:1].isupper() and len(ident) > 3 and mid_sentence)
+        )
+        if code_like:
             add(ident)
             if "." in ident:
                 add(ident.rsplit(".", 1)[-1])
-        else:
-            add(ident)
     return list(seen)
 
 

@@ -290,9 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Command groups contributed by other modules (answering, evaluation, orchestration)."""
+    from codesense_ray.evaluation.cli import register as evaluation
     from codesense_ray.prompts.cli import register as prompts
 
-    return [prompts]
+    return [prompts, evaluation]
 
 
 def main(argv: list[str] | None = None) -> int:

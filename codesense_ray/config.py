@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from codesense_ray.errors import InvalidConfig
+from codesense_ray.evaluation.settings import EvaluationConfig
 from codesense_ray.generation.settings import GeneratorConfig, PromptsConfig, TracingConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
@@ -170,6 +171,7 @@ class Config(_Section):
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="`codesense eval`: metrics, MLflow run, judge.")
 
     # Not part of the YAML: where the file was read from (relative paths resolve against it).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -136,9 +136,9 @@ def _print_summary(outcome, failures, gated: bool) -> None:
     c = r.counts
     mode = "retrieval only" if r.mode == "retrieval" else "full answers"
     print(f"eval {r.dataset.name}: {c['questions']} questions, {mode}, {r.seconds:.1f}s")
-    print("  " + "metric".ljust(14) + "".join(f"{'@' + str(k):>8}" for k in r.ks))
+    print("  " + "metric".ljust(20) + "".join(f"{'@' + str(k):>8}" for k in r.ks))
     for base in ("file_hit", "file_all", "chunk_hit"):
-        print("  " + base.ljust(14) + "".join(f"{_fmt(m.get(f'{base}@{k}')):>8}" for k in r.ks))
+        print("  " + base.ljust(20) + "".join(f"{_fmt(m.get(f'{base}@{k}')):>8}" for k in r.ks))
     rows = [("file_mrr", m.get("file_mrr"), f"first gold file within the top {r.depth}")]
     if r.mode == "full":
         rows += [
@@ -151,7 +151,7 @@ def _print_summary(outcome, failures, gated: bool) -> None:
         if name in m:
             rows.append((name, m[name], f"judge {r.judge.model}"))
     for name, value, note in rows:
-        print(f"  {name.ljust(20)}{_fmt(value)}   {note}")
+        print(f"  {name.ljust(20)}{_fmt(value):>8}   {note}")
     print(f"  chunk_hit over {c['questions_with_line_gold']} question(s) with gold lines; gold files missing from the index: {c['gold_files_missing']}")
     print(f"results: {outcome.files['results']}")
     if outcome.mlflow:

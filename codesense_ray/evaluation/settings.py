@@ -61,7 +61,7 @@ class JudgeConfig(_Section):
     )
     timeout_s: float = Field(120.0, gt=0, description="Per-call timeout; a judge call past it fails that metric for that question (recorded, not fatal).")
     max_retries: int = Field(2, ge=0, le=5, description="SDK retries on connection errors and 429/5xx: a long run should survive a rate-limit blip.")
-    max_tokens: int = Field(2048, ge=64, description="Upper bound on one judge reply; verdict lists for long answers need room.")
+    max_tokens: int = Field(4096, ge=64, description="Upper bound on one judge reply; verdict lists for long answers (and thinking models) need room.")
     metrics: list[JudgeMetricName] = Field(
         default_factory=lambda: list(JUDGE_METRICS),
         description="Judged metrics to compute. `contextual_precision` and `contextual_recall` need a reference `answer` in the "

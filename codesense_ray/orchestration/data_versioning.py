@@ -124,7 +124,7 @@ class DvcProject:
         from dvc.config import Config as DvcFileConfig
 
         conf_files = DvcFileConfig(dvc_dir=str(self.root / ".dvc"), validate=True)
-        local_only = not url.startswith(("s3://", "gs://", "azure://", "ssh://", "http://", "https://", "hdfs://", "oss://", "webdav"))
+        local_only = "://" not in url  # a directory path; any scheme (s3://, gs://, ssh://, ...) is shared storage
         with conf_files.edit("repo") as repo_conf:
             if local_only:
                 # A shared definition would be overridden key by key by the local one: drop it to avoid a mix.

@@ -361,7 +361,9 @@ class KubeRayBackend(JobBackend):
             if on_log and phase != last_phase:
                 on_log(f"RayJob {job_id}: jobDeploymentStatus={deployment or '-'} jobStatus={job_status or '-'}")
                 last_phase = phase
-            if deployment in KUBERAY_TERMINAL_DEPLOYMENT or job_status in RAY_TERMINAL and deployment not in ("Running", "Initializing", ""):
+            # Terminal exactly when KubeRay says so (its IsJobDeploymentTerminal): Complete or Failed. A FAILED
+            # jobStatus under `Retrying` (backoffLimit > 0) or a Kueue-`Suspended` job is not the end yet.
+            if deployment in KUBERAY_TERMINAL_DEPLOYMENT:
                 break
             if time.monotonic() - started > self.timeout_s:
                 tail = self._submitter_logs(job_id)[-self.log_tail_lines :]

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -28,6 +29,9 @@ from codesense_ray.orchestration.errors import PipelineFailed, ServiceError, Ser
 from codesense_ray.orchestration.jobs import probe_tcp
 from codesense_ray.orchestration.settings import JobsConfig, PipelineConfig, section
 from codesense_ray.orchestration.submission import source_root
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _with_source_on_path() -> dict[str, str]:
@@ -88,12 +92,15 @@ def run_pipeline_locally(
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root / "outputs"), raise_on_error=True)
         pipeline = build_pipeline(pcfg)
         with _patched_env(_with_source_on_path()), contextlib.redirect_stdout(log), warnings.catch_warnings():
-            # The runner warns that our image name has no "python" in it; locally the image is this venv.
+            # The runner warns that our image name has no "python" in it (locally the "image" is this venv) and
+            # that display names, secrets and images are cluster-only settings: expected here, not news.
             warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.simplefilter("ignore", UserWarning)
             try:
                 task = pipeline(config=config_file, backend="ray-jobs", ray_address=ray_address, eval_dataset=eval_dataset, full_reindex=full)
             except RuntimeError as err:
-                raise PipelineFailed(f"pipeline {pcfg.name} failed: {str(err).strip().splitlines()[0]}") from None
+                reason = _ANSI.sub("", str(err)).strip().splitlines()[0]
+                raise PipelineFailed(f"pipeline {pcfg.name} failed: {reason} (its log is above)") from None
         output = _restore_ints(getattr(task, "output", None))
         return {"pipeline": pcfg.name, "ray_address": ray_address, "started_head": head is not None, "index": output}
     finally:

@@ -22,6 +22,8 @@ from codesense_ray.store import DENSE, SPARSE, IndexStore
 
 # How many definition matches to consider before ranking them (exact lookups are cheap).
 SYMBOL_SCAN_LIMIT = 256
+# More chunks than this sharing the best definition match: the symbol signal abstains.
+SYMBOL_MAX_MATCHES = 12
 
 
 @dataclass
@@ -198,7 +200,9 @@ class Retriever:
             score += sum(0.5 * w for n, w in weight.items() if symbol == n or symbol.endswith("." + n))
             scored.append((score, str(rec.id)))
         scored.sort(key=lambda t: -t[0])
-        return [pid for _, pid in scored]
+        # Only discriminative matches rank: a name defined in dozens of chunks says little about which one.
+        top = [pid for score, pid in scored if score >= scored[0][0] * 0.5] if scored else []
+        return top if len(top) <= SYMBOL_MAX_MATCHES else []
 
     def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
         """Files ranked for `query`: chunk hits aggregated to their files (best chunk decides the rank)."""

@@ -2,9 +2,9 @@
 
     ray job submit --working-dir . -- python jobs/evaluate.py --config codesense.yaml --dataset eval.jsonl [--json]
 
-It runs `codesense eval` (arguments pass through unchanged). That command is delivered by the evaluation
-issue; until it lands this entrypoint exits 2 with argparse's "invalid choice: 'eval'" message, and the
-`codesense-rag` pipeline only reaches this stage when an evaluation dataset is given.
+It runs `codesense eval` (arguments pass through unchanged): exit 0 when done, 1 when `--gate` finds a metric
+below its threshold, 2 for bad input, 3 when there is no index. The `codesense-rag` pipeline reaches this stage
+when an evaluation dataset is given.
 """
 
 from __future__ import annotations

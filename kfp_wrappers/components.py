@@ -56,12 +56,13 @@ def build_code_index(config: str, backend: str = "", ray_address: str = "", data
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def evaluate_rag(config: str, dataset: str, backend: str = "", ray_address: str = "", index_collection: str = "") -> dict:
-    """Run `codesense eval --dataset DATASET` (Ray job jobs/evaluate.py) and its quality gate.
+def evaluate_rag(config: str, dataset: str, gate: str = "gates.yaml", backend: str = "", ray_address: str = "", index_collection: str = "") -> dict:
+    """Run `codesense eval --dataset DATASET --gate GATE` (Ray job jobs/evaluate.py): the quality gate of the pipeline.
 
-    The `eval` command arrives with the evaluation issue; until then this step fails with the job's
-    "invalid choice: 'eval'" message, which is why the pipeline only runs it when a dataset is given.
+    A metric below its threshold fails the job (exit 1), so the step fails and nothing after it runs — a
+    failing quality check blocks the deploy like a failing CI job. An empty `gate` only measures.
     """
     from codesense_ray.orchestration.submission import run_stage_in_component
 
-    return run_stage_in_component("evaluate", config, backend, ray_address, args=["--dataset", dataset], metadata={"index_collection": index_collection})
+    args = ["--dataset", dataset] + (["--gate", gate] if gate else [])
+    return run_stage_in_component("evaluate", config, backend, ray_address, args=args, metadata={"index_collection": index_collection})

@@ -9,6 +9,7 @@ Parameters (defaults come from the `pipeline:` section of codesense.yaml at comp
     backend       `kuberay` (a RayJob per stage, the cluster default) or `ray-jobs` (a running head).
     ray_address   dashboard URL for `ray-jobs`; empty: `jobs.ray_address` from the config.
     eval_dataset  JSONL evaluation set; empty: the pipeline ends at the index.
+    eval_gate     gates.yaml of minimum metric values; a metric below it fails the run (empty: measure only).
     full_reindex  re-embed everything instead of reusing unchanged chunks.
 
 Secrets and endpoints are attached here, never read by component logic: every step gets the secrets
@@ -42,6 +43,7 @@ def build_pipeline(pcfg: "PipelineConfig | None" = None):
         backend: str = pcfg.backend,
         ray_address: str = pcfg.ray_address,
         eval_dataset: str = pcfg.eval_dataset,
+        eval_gate: str = "gates.yaml",
         full_reindex: bool = False,
     ) -> dict:
         converge = _attach(converge_repositories(config=config, backend=backend, ray_address=ray_address), pcfg, "converge repositories")
@@ -51,7 +53,7 @@ def build_pipeline(pcfg: "PipelineConfig | None" = None):
             "build code index",
         )
         with dsl.If(eval_dataset != "", name="evaluation-dataset-given"):
-            _attach(evaluate_rag(config=config, dataset=eval_dataset, backend=backend, ray_address=ray_address).after(index), pcfg, "evaluate RAG")
+            _attach(evaluate_rag(config=config, dataset=eval_dataset, gate=eval_gate, backend=backend, ray_address=ray_address).after(index), pcfg, "evaluate RAG")
         return index.output
 
     return codesense_rag

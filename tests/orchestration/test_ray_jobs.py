@@ -119,14 +119,26 @@ def test_converge_component_submits_a_ray_job(ray_head, project, make_repo):
 
 
 @pytest.mark.slow
-def test_evaluate_component_fails_until_the_eval_command_exists(ray_head, project, capsys):
-    """evaluate_rag submits jobs/evaluate.py; without `codesense eval` the step fails with the job's own argparse message."""
-    from codesense_ray.cli import build_parser
+def test_evaluate_component_applies_the_quality_gate(ray_head, project, capsys):
+    """evaluate_rag runs `codesense eval` as a Ray job: a met gate passes, an impossible one fails the step."""
+    import shutil
+    from pathlib import Path
 
-    if "eval" in build_parser()._subparsers._group_actions[0].choices:  # type: ignore[union-attr]
-        pytest.skip("`codesense eval` exists now: the evaluation issue's tests cover this stage")
-    cfg = write_yaml(project / "codesense.yaml", {"repositories": []})
-    with pytest.raises(SystemExit) as info:
-        evaluate_rag.python_func(config=str(cfg), dataset="eval.jsonl", backend="ray-jobs", ray_address=ray_head.dashboard_url)
-    assert info.value.code == 6
-    assert "invalid choice: 'eval'" in capsys.readouterr().err
+    from tests.conftest import PAYMENTS
+
+    root = Path(__file__).resolve().parents[2]
+    shutil.copytree(PAYMENTS, project / "payments")
+    cfg = write_yaml(
+        project / "codesense.yaml",
+        {"repositories": [{"id": "payments", "path": "payments"}], "qdrant": {"path": str(project / ".codesense" / "qdrant")}, "tracing": {"backend": "none"}},
+    )
+    build_code_index.python_func(config=str(cfg), backend="ray-jobs", ray_address=ray_head.dashboard_url)
+    dataset = str(root / "tests" / "evaluation" / "fixture_questions.jsonl")
+    easy = write_yaml(project / "easy.yaml", {"file_hit@10": 0.5})
+    out = evaluate_rag.python_func(config=str(cfg), dataset=dataset, gate=str(easy), backend="ray-jobs", ray_address=ray_head.dashboard_url)
+    assert out["status"] == "SUCCEEDED"
+    strict = write_yaml(project / "strict.yaml", {"answer_latency_p95_s": {"max": 0.000001}})
+    with pytest.raises(SystemExit):
+        evaluate_rag.python_func(config=str(cfg), dataset=dataset, gate=str(strict), backend="ray-jobs", ray_address=ray_head.dashboard_url)
+    captured = capsys.readouterr()
+    assert "answer_latency_p95_s" in captured.err + captured.out

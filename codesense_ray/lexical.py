@@ -99,12 +99,24 @@ def query_sparse_vector(query: str) -> tuple[list[int], list[float]]:
     return _to_sparse({i: 1.0 + math.log(c) for i, c in tf.items()})
 
 
-def query_identifiers(query: str) -> list[str]:
-    """Names in a question that look like code: backticked, dotted, snake_case, camelCase, or a capitalised
-    word inside a sentence (`the Principal class`).
+_FILE_EXTENSIONS = frozenset("py pyi go ts tsx js jsx mjs java kt rs c h cc cpp hpp cs rb php sh tf yaml yml md toml json sql txt log".split())
+_DOMAINS = frozenset("com org net io dev app example local internal svc cluster".split())
 
-    Plain words ("authorization") are left to the dense and sparse signals: matched against definition names
-    they mostly hit unrelated headings and config keys. Returned lower-cased, de-duplicated, in order.
+
+def _dotted_is_code(ident: str) -> bool:
+    parts = ident.split(".")
+    if len(parts[0]) < 2 or len(parts[-1]) < 2:
+        return False  # "e.g", "i.e"
+    return parts[-1].lower() not in _FILE_EXTENSIONS and parts[-1].lower() not in _DOMAINS
+
+
+def query_identifiers(query: str) -> list[str]:
+    """Names in a question that look like code: backticked, dotted (`processor.capture`), snake_case,
+    camelCase / PascalCase with an inner capital (`refreshAccessToken`, `SessionExpiredError`).
+
+    Plain and merely capitalised words ("authorization", "Payment", "POST") are left to the dense and sparse
+    signals: matched against definition names they mostly hit unrelated classes, headings and config keys.
+    File names (`session.ts`) are the path signal's. Returned lower-cased, de-duplicated, in order.
     """
     seen: dict[str, None] = {}
 
@@ -117,20 +129,13 @@ def query_identifiers(query: str) -> list[str]:
         for ident in _IDENT.findall(match.group(1)):
             add(ident)
             add(ident.rsplit(".", 1)[-1])
-    for m in _IDENT.finditer(query):
-        ident = m.group(0)
-        before = query[: m.start()].rstrip()
-        mid_sentence = bool(before) and before[-1] not in ".?!:\n\"'`(["
-        code_like = (
-            "_" in ident
-            or ("." in ident and not ident.replace(".", "").isdigit())
-            or re.search(r"[a-z][A-Z]", ident)
-            or (ident[:1].isupper() and len(ident) > 3 and mid_sentence)
-        )
-        if code_like:
-            add(ident)
-            if "." in ident:
+    for ident in _IDENT.findall(query):
+        if "." in ident:
+            if _dotted_is_code(ident):
+                add(ident)
                 add(ident.rsplit(".", 1)[-1])
+        elif "_" in ident.strip("_") or re.search(r"[a-z][A-Z]", ident):
+            add(ident)
     return list(seen)
 
 

@@ -56,8 +56,32 @@ def embed_and_write(
 
     `on_rows` receives the {"repo_id", "path"} of every written chunk, for counting and progress.
     """
-    for rows in run_pipeline(cfg, tasks, store, collection, max_tokens):
+    runner = run_in_process if len(tasks) <= cfg.index.in_process_max_files else run_pipeline
+    for rows in runner(cfg, tasks, store, collection, max_tokens):
         on_rows(rows)
+
+
+# Stage instances kept for the life of the process, so repeated small runs (a watch loop, tests) load the
+# model once. Keyed by everything that shapes them.
+_LOCAL_STAGES: dict[tuple, tuple[ChunkFiles, EmbedChunks]] = {}
+
+
+def run_in_process(cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int) -> Iterator[list[dict]]:
+    """The same stages, called directly in this process: for deltas of a few files, starting a Ray cluster
+    and its actors costs more than the work (`index.in_process_max_files`)."""
+    emb = cfg.embedding
+    key = (emb.model_dump_json(), max_tokens, cfg.index.min_chunk_tokens)
+    if key not in _LOCAL_STAGES:
+        _LOCAL_STAGES[key] = (ChunkFiles(emb.model, max_tokens, cfg.index.min_chunk_tokens), EmbedChunks(emb))
+    chunker, embedder = _LOCAL_STAGES[key]
+    for i in range(0, len(tasks), PARSE_BATCH):
+        part = tasks[i : i + PARSE_BATCH]
+        chunks = chunker({k: [t[k] for t in part] for k in part[0]})
+        if not chunks["id"]:
+            continue
+        rows = rows_for_store(add_sparse_vectors(embedder(chunks)))
+        store.upsert_rows(collection, rows)
+        yield [{"repo_id": r["payload"]["repo_id"], "path": r["payload"]["path"]} for r in rows]
 
 
 def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int) -> Iterator[list[dict]]:

@@ -40,6 +40,10 @@ def _type_name(annotation) -> str:
 
 def _default(field) -> str:
     if field.default_factory is not None:
+        factory = field.default_factory
+        if not isinstance(factory, type) and getattr(factory, "__name__", "") != "<lambda>" and factory.__doc__:
+            # An environment-dependent default (e.g. the installed Ray version): describe it, don't freeze it.
+            return "computed: " + factory.__doc__.strip().splitlines()[0].rstrip(".")
         try:
             value = field.default_factory()
         except TypeError:

@@ -48,6 +48,7 @@ class _Section(BaseModel):
 
 
 def _installed_ray_version() -> str:
+    """The Ray version installed here (image and driver must match)."""
     try:
         return metadata.version("ray")
     except metadata.PackageNotFoundError:  # pragma: no cover - ray is a core dependency

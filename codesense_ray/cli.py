@@ -24,6 +24,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 Handler = Callable[[argparse.Namespace], int]
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--config", default=None, help="path to codesense.yaml (default ./codesense.yaml, env CODESENSE_CONFIG)")
@@ -256,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="ranked code search with links (dense + lexical + symbol, RRF)")
     p.add_argument("query")
     p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable)")
-    p.add_argument("-k", type=int, default=None, help="number of hits (default: search.k)")
+    p.add_argument("-k", type=positive_int, default=None, help="number of hits (default: search.k)")
     p.set_defaults(handler=cmd_search)
 
     p = sub.add_parser(
@@ -267,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("question")
     p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable)")
-    p.add_argument("-k", type=int, default=None, help="chunks retrieved (default: answer.k)")
+    p.add_argument("-k", type=positive_int, default=None, help="chunks retrieved (default: answer.k)")
     p.set_defaults(handler=cmd_ask)
 
     p = sub.add_parser(

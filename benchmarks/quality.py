@@ -87,8 +87,8 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     per_variant: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     started = time.perf_counter()
     for q in data.questions:
-        flt = retriever._filter([q.repo] if q.repo else [])
-        rankings = retriever.rank_signals(q.question, flt)
+        rankings = retriever.rank_signals(q.question, [q.repo] if q.repo else [])
+        retriever._searches += 1  # long-lived: from the second question on, the in-memory index answers
         ids = list(dict.fromkeys(pid for ids in rankings.values() for pid in ids))
         paths = {str(r.id): r.payload["path"] for r in retriever.store.client.retrieve(retriever.store.alias, ids=ids, with_payload=["path"])}
         for name, weights in VARIANTS.items():

@@ -124,6 +124,9 @@ class SearchConfig(_Section):
     k: int = Field(10, ge=1, le=200, description="Hits returned by default.")
     candidates: int = Field(50, ge=1, description="Hits fetched from each signal (dense, sparse, symbol) before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens the rank bonus.")
+    memory_index: bool = Field(
+        True, description="Embedded Qdrant: long-lived processes (Serve, eval) search an in-memory copy of the live version from their second query on."
+    )
     weights: dict[str, float] = Field(
         default_factory=lambda: {"dense": 1.0, "sparse": 1.0, "symbol": 1.0, "path": 1.0},
         description="Per-signal weight in the fusion: `dense`, `sparse`, `symbol` (definitions), `path` (files the query names). 0 switches one off.",

@@ -16,6 +16,7 @@ from codesense_ray.config import SearchConfig
 from codesense_ray.embedding import Embedder
 from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
 from codesense_ray.fusion import fuse_rankings
+from codesense_ray.memory_index import MemoryIndex
 from codesense_ray.lexical import path_suffixes, query_identifiers, query_paths, query_sparse_vector, split_passages, traceback_functions
 from codesense_ray.repositories import line_url
 from codesense_ray.store import DENSE, SPARSE, IndexStore
@@ -72,12 +73,33 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self.cfg = cfg or SearchConfig()
+        self._metas: tuple[str, dict[str, dict]] | None = None
+        self._memory: MemoryIndex | None = None
+        self._searches = 0
 
-    def repositories(self) -> dict[str, dict]:
+    def live(self) -> str:
         live = self.store.live_collection()
         if live is None:
             raise IndexNotBuilt()
-        return self.store.repo_metas(live)
+        return live
+
+    def repositories(self) -> dict[str, dict]:
+        live = self.live()
+        if self._metas is None or self._metas[0] != live:
+            self._metas = (live, self.store.repo_metas(live))
+        return self._metas[1]
+
+    def memory(self) -> MemoryIndex | None:
+        """The in-memory copy of the live version (embedded Qdrant, from the second search of a process on).
+
+        A one-shot `codesense search` never pays for loading it; the Serve retriever and evaluation runs do, once.
+        """
+        if not (self.cfg.memory_index and self.store.is_local and self._searches >= 1):
+            return None
+        live = self.live()
+        if self._memory is None or self._memory.collection != live:
+            self._memory = MemoryIndex(self.store, live)
+        return self._memory
 
     def search(self, query: str, k: int | None = None, repo_ids: Sequence[str] = ()) -> list[SearchHit]:
         k = k or self.cfg.k
@@ -85,8 +107,8 @@ class Retriever:
         unknown = [r for r in repo_ids if r not in metas]
         if unknown:
             raise RepositoryNotFound(f"unknown repository '{unknown[0]}' (indexed: {', '.join(sorted(metas)) or 'none'})")
-        flt = self._filter(repo_ids)
-        rankings = self.rank_signals(query, flt)
+        rankings = self.rank_signals(query, repo_ids)
+        self._searches += 1
         fused = fuse_rankings(rankings, self.cfg.weights, self.cfg.rrf_k)[:k]
         ranks = {sig: {pid: i + 1 for i, pid in enumerate(ids)} for sig, ids in rankings.items()}
         records = {str(r.id): r for r in self.store.client.retrieve(self.store.alias, ids=[pid for pid, _ in fused], with_payload=True)}
@@ -123,38 +145,52 @@ class Retriever:
         root = meta.get("root")
         return line_url(meta.get("web_url"), meta.get("host_kind") or "generic", meta.get("ref"), path, start, end, local_root=root)
 
-    def rank_signals(self, query: str, flt: models.Filter | None) -> dict[str, list[str]]:
+    def rank_signals(self, query: str, repo_ids: Sequence[str] = ()) -> dict[str, list[str]]:
         """Ranked point ids from each signal, best first."""
         n = self.cfg.candidates
+        mem = self.memory()
         rankings: dict[str, list[str]] = {}
         weights = self.cfg.weights
         if self.embedder is not None and weights.get("dense", 1.0) > 0:
-            rankings["dense"] = self.dense_matches(query, flt, n)
+            rankings["dense"] = self.dense_matches(query, repo_ids, n, mem)
         if weights.get("sparse", 1.0) > 0:
             idx, val = query_sparse_vector(query)
-            if idx:
+            if idx and mem is not None:
+                rankings["sparse"] = mem.sparse(idx, val, n, repo_ids)
+            elif idx:
                 res = self.store.client.query_points(
-                    self.store.alias, query=models.SparseVector(indices=idx, values=val), using=SPARSE, limit=n, query_filter=flt, with_payload=False
+                    self.store.alias, query=models.SparseVector(indices=idx, values=val), using=SPARSE, limit=n, query_filter=self._filter(repo_ids), with_payload=False
                 )
                 rankings["sparse"] = [str(p.id) for p in res.points]
         if weights.get("symbol", 1.0) > 0:
-            rankings["symbol"] = self.symbol_matches(query, flt)[:n]
+            rankings["symbol"] = self.symbol_matches(query, repo_ids, mem)[:n]
         if weights.get("path", 1.0) > 0:
-            rankings["path"] = self.path_matches(query, flt)[:n]
+            rankings["path"] = self.path_matches(query, repo_ids, mem)[:n]
         return {sig: ids for sig, ids in rankings.items() if ids}
 
-    def dense_matches(self, query: str, flt: models.Filter | None, n: int) -> list[str]:
+    def dense_matches(self, query: str, repo_ids: Sequence[str], n: int, mem: MemoryIndex | None = None) -> list[str]:
         """Nearest chunks to the query; a long query is embedded passage by passage and the lists fused."""
         passages = split_passages(query)
         vecs = self.embedder.embed_queries(passages)
-        requests = [models.QueryRequest(query=v.tolist(), using=DENSE, limit=n, filter=flt) for v in vecs]
-        results = self.store.client.query_batch_points(self.store.alias, requests=requests)
-        lists = [[str(p.id) for p in r.points] for r in results]
+        if mem is not None:
+            lists = [mem.dense(v, n, repo_ids) for v in vecs]
+        else:
+            requests = [models.QueryRequest(query=v.tolist(), using=DENSE, limit=n, filter=self._filter(repo_ids)) for v in vecs]
+            lists = [[str(p.id) for p in r.points] for r in self.store.client.query_batch_points(self.store.alias, requests=requests)]
         if len(lists) == 1:
             return lists[0]
         return [pid for pid, _ in fuse_rankings({str(i): ids for i, ids in enumerate(lists)}, k=self.cfg.rrf_k)][:n]
 
-    def path_matches(self, query: str, flt: models.Filter | None) -> list[str]:
+    def _keyword_matches(self, key: str, values: list[str], repo_ids: Sequence[str], mem: MemoryIndex | None, fields: list[str]) -> list[tuple[str, dict]]:
+        """(id, payload) of chunks whose keyword list `key` holds any of `values` (memory index or Qdrant filter)."""
+        if mem is not None:
+            return mem.matching(key, values, repo_ids)[:SYMBOL_SCAN_LIMIT]
+        flt = self._filter(repo_ids)
+        must = [models.FieldCondition(key=key, match=models.MatchAny(any=values))] + (list(flt.must) if flt else [])
+        records, _ = self.store.client.scroll(self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=fields)
+        return [(str(r.id), r.payload) for r in records]
+
+    def path_matches(self, query: str, repo_ids: Sequence[str] = (), mem: MemoryIndex | None = None) -> list[str]:
         """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`), longest match first."""
         wanted: dict[str, int] = {}
         for mentioned in query_paths(query):
@@ -162,16 +198,12 @@ class Retriever:
                 wanted[suffix] = max(wanted.get(suffix, 0), depth)
         if not wanted:
             return []
-        cond = models.FieldCondition(key="path_tails", match=models.MatchAny(any=list(wanted)))
-        must = [cond] + (list(flt.must) if flt and flt.must else [])
-        records, _ = self.store.client.scroll(
-            self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=["path_tails", "start_line"]
-        )
-        scored = [(max(wanted.get(t, 0) for t in rec.payload.get("path_tails") or []), rec.payload.get("start_line", 0), str(rec.id)) for rec in records]
+        matches = self._keyword_matches("path_tails", list(wanted), repo_ids, mem, ["path_tails", "start_line"])
+        scored = [(max(wanted.get(t, 0) for t in p.get("path_tails") or []), p.get("start_line", 0), pid) for pid, p in matches]
         scored.sort(key=lambda t: (-t[0], t[1]))
         return [pid for _, _, pid in scored]
 
-    def symbol_matches(self, query: str, flt: models.Filter | None) -> list[str]:
+    def symbol_matches(self, query: str, repo_ids: Sequence[str] = (), mem: MemoryIndex | None = None) -> list[str]:
         """Chunks defining a name the query mentions, most specific first.
 
         A match on a code-like name (`verify_token`, `PaymentAuthorizer.authorize`) outranks a match on
@@ -186,19 +218,15 @@ class Retriever:
         weight = {n: (3.0 if any(c in n for c in "._") else 1.0) + (1.0 if f"`{n}" in lowered else 0.0) for n in names}
         for i, fn in enumerate(frames):
             weight[fn.lower()] = weight.get(fn.lower(), 0.0) + 4.0 / (1 + i)
-        cond = models.FieldCondition(key="def_names", match=models.MatchAny(any=list(weight)))
-        must = [cond] + (list(flt.must) if flt and flt.must else [])
-        records, _ = self.store.client.scroll(
-            self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=["def_names", "symbol"]
-        )
+        records = self._keyword_matches("def_names", list(weight), repo_ids, mem, ["def_names", "symbol"])
         scored = []
-        for rec in records:
-            defined = set(rec.payload.get("def_names") or [])
-            symbol = (rec.payload.get("symbol") or "").lower()
+        for pid, payload in records:
+            defined = set(payload.get("def_names") or [])
+            symbol = (payload.get("symbol") or "").lower()
             score = sum(w for n, w in weight.items() if n in defined)
             # The chunk whose main symbol is the name beats chunks that merely contain a nested definition.
             score += sum(0.5 * w for n, w in weight.items() if symbol == n or symbol.endswith("." + n))
-            scored.append((score, str(rec.id)))
+            scored.append((score, pid))
         scored.sort(key=lambda t: -t[0])
         # Only discriminative matches rank: a name defined in dozens of chunks says little about which one.
         top = [pid for score, pid in scored if score >= scored[0][0] * 0.5] if scored else []

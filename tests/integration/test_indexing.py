@@ -186,3 +186,23 @@ def test_retention_drops_old_versions(project, embedder):
     versions = env.store.versions()
     assert len(versions) == 2 and versions[-1] == env.store.live_collection()
     env.store.client.close()
+
+
+def test_memory_index_is_congruent_with_qdrant(env):
+    """The in-memory copy (second search on) ranks every signal exactly like embedded Qdrant does."""
+    env.indexer.run()
+    queries = [
+        "How are JWT bearer tokens verified?",
+        "`verify_bearer_token` raises TokenError",
+        'File "/srv/app/auth/permissions.py", line 3, in require_scope',
+        "terraform KMS key for the signing secret",
+    ]
+    for q in queries:
+        env.retriever._searches = 0
+        qdrant = env.retriever.rank_signals(q, ["payments"])
+        env.retriever._searches = 1
+        memory = env.retriever.rank_signals(q, ["payments"])
+        assert env.retriever._memory is not None and len(env.retriever._memory) > 20
+        assert set(qdrant) == set(memory)
+        for signal in qdrant:
+            assert qdrant[signal][:10] == memory[signal][:10], (q, signal)

@@ -29,13 +29,17 @@ class MemoryIndex:
         postings: dict[int, list[tuple[int, float]]] = defaultdict(list)
         self.keywords: dict[str, dict[str, list[int]]] = {"def_names": defaultdict(list), "path_tails": defaultdict(list)}
         self.payloads: list[dict] = []
-        fields = ["repo_id", "def_names", "path_tails", "symbol", "start_line", META_KEY]
+        fields = ["repo_id", "path", "def_names", "path_tails", "symbol", "start_line", "end_line", "line_count", META_KEY]
+        self.line_counts: dict[tuple[str, str], int] = {}
         for rec in store.scroll(collection, with_vectors=True, payload=fields):
             if rec.payload.get(META_KEY):
                 continue
             i = len(ids)
             ids.append(str(rec.id))
             repos.append(rec.payload["repo_id"])
+            key = (rec.payload["repo_id"], rec.payload["path"])
+            lines = rec.payload.get("line_count") or rec.payload.get("end_line", 0)
+            self.line_counts[key] = max(self.line_counts.get(key, 0), lines)
             vec = rec.vector or {}
             vectors.append(vec[DENSE])
             sparse = vec.get(SPARSE)

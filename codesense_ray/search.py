@@ -245,6 +245,9 @@ class Retriever:
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         """Lines of an indexed file (None when the path is not indexed for that repository)."""
+        mem = self.memory()
+        if mem is not None:
+            return mem.line_counts.get((repo, path))
         flt = models.Filter(
             must=[
                 models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo)),

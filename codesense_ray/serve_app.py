@@ -240,12 +240,16 @@ def create_api(answerer, retriever_handle, metrics, auth_token: str | None, gene
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @api.post("/v1/search")
-    def search(req: SearchRequest):
+    async def search(req: SearchRequest):
+        # Async end to end: awaiting the handle keeps the ingress's threads free under many concurrent clients.
         if not req.query.strip():
             return JSONResponse({"error": {"type": "InvalidRequest", "message": "empty query"}}, status_code=422)
         started = time.perf_counter()
         try:
-            hits = answerer.retriever.search(req.query, k=req.k, repo_ids=_repo_ids(req.repo))
+            from codesense_ray.search import SearchHit
+
+            rows = _raise_remote_error(await retriever_handle.search.remote(req.query, req.k, _repo_ids(req.repo)))
+            hits = [SearchHit(**r) for r in rows]
         except CodesenseError as err:
             return JSONResponse(_error_payload(err), status_code=error_status(err))
         metrics.stage("retrieve", time.perf_counter() - started)

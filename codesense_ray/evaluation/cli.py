@@ -16,6 +16,9 @@ from typing import Any
 MAX_WARNINGS_SHOWN = 20
 
 
+from codesense_ray.cli import positive_int  # noqa: E402  (the CLI's shared argument type)
+
+
 def _ks_arg(text: str) -> list[int]:
     from codesense_ray.evaluation.settings import parse_ks
 
@@ -23,16 +26,6 @@ def _ks_arg(text: str) -> list[int]:
         return parse_ks(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -51,7 +44,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--output", metavar="DIR", help="write results.jsonl, summary.json and plots here (default: a new folder under $CODESENSE_HOME/eval/)")
     p.add_argument("--no-mlflow", action="store_true", help="do not record an MLflow run")
     p.add_argument("--judge", action="store_true", help="also run the LLM-judged metrics (DeepEval) with evaluation.judge")
-    p.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="only the first N questions (a quick smoke run)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the first N questions (a quick smoke run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(handler=cmd_eval)
 

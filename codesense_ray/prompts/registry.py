@@ -15,6 +15,8 @@ was used (`fallback=True`, `fallback_reason`), so traces show which prompt actua
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import logging
 import math
 import re
@@ -188,7 +190,7 @@ class FilePromptRegistry:
         return self._cached[1]
 
 
-class _CachedRemoteRegistry:
+class _CachedRemoteRegistry(ABC):
     """TTL cache and outage fallback shared by the remote registries; subclasses implement `_fetch()`."""
 
     backend = "remote"
@@ -215,8 +217,9 @@ class _CachedRemoteRegistry:
         self._entry: tuple[float, Prompt] | None = None
         self.last_error: str | None = None
 
+    @abstractmethod
     def _fetch(self) -> Prompt:
-        raise NotImplementedError
+        """Read the prompt from the remote registry (each backend implements it)."""
 
     def _packaged(self) -> Prompt:
         return self._fallback or load_prompt_file(None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 from codesense_ray.citations import ContextBlock, format_context, render_sources, verify_citations
@@ -40,7 +40,6 @@ class Answer:
     prompt: dict[str, Any]
     citations: dict[str, Any]
     latency_s: float
-    retrieved: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -245,7 +244,6 @@ class RagAnswerer:
                 prompt=prompt_info,
                 citations=citations,
                 latency_s=time.perf_counter() - started,
-                retrieved=[b.to_dict() for b in blocks],
             )
             trace.end({"answer": answer_text}, citation_valid=report.validity, invalid_citations=len(report.invalid), model=self.model_name, prompt_name=prompt.name, prompt_version=prompt.version)
         yield "answer", answer

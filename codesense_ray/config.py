@@ -149,7 +149,7 @@ class ServeConfig(_Section):
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 inside a container.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of the Serve proxy.")
     auth_token_env: str | None = Field(None, description="Env var holding a bearer token; when set, every endpoint but /healthz requires `Authorization: Bearer <token>`.")
-    request_timeout_s: float = Field(120.0, gt=0, description="Upper bound for one request end to end.")
+    request_timeout_s: float = Field(120.0, gt=0, description="Upper bound for one request end to end (the Serve proxy's `request_timeout_s`; `codesense serve` applies it).")
     ingress_replicas: int = Field(1, ge=1, description="Ingress (FastAPI) replicas.")
     retriever_replicas: int = Field(1, ge=1, description="Retriever replicas; embedded Qdrant allows exactly 1 (one process), a Qdrant server any number.")
     generator_replicas: int = Field(1, ge=1, description="Generator replicas (each loads the local model, or holds a client to the remote one).")

@@ -72,21 +72,24 @@ def _error_payload(err: Exception) -> dict:
     return {"error": {"type": type(err).__name__, "message": str(err)}}
 
 
-def _raise_remote_error(result: Any) -> Any:
-    """Deployments return domain errors as data (exceptions do not cross processes with their types intact)."""
-    if isinstance(result, dict) and "__error__" in result:
-        kind, message = result["__error__"]
-        cls = {c.__name__: c for c in (RepositoryNotFound, IndexNotBuilt, StorageLocked, CodesenseError)}.get(kind, CodesenseError)
-        if kind == "GeneratorError":
-            err = GeneratorError.__new__(GeneratorError)
-            CodesenseError.__init__(err, message)
-            raise err
-        raise cls(message)
-    return result
+_REMOTE_ERRORS = {c.__name__: c for c in (RepositoryNotFound, IndexNotBuilt, StorageLocked, CodesenseError)}
 
 
 def _as_error(err: Exception) -> dict:
-    return {"__error__": (type(err).__name__, str(err))}
+    """A domain error as data: exceptions do not cross Serve's process boundary with their types intact."""
+    if isinstance(err, GeneratorError):
+        return {"__error__": {"type": "GeneratorError", "backend": err.backend, "reason": err.reason, "status": err.status}}
+    return {"__error__": {"type": type(err).__name__, "message": str(err)}}
+
+
+def _raise_remote_error(result: Any) -> Any:
+    """The inverse of `_as_error` on the ingress side: re-raise the deployment's domain error, else pass through."""
+    if isinstance(result, dict) and "__error__" in result:
+        e = result["__error__"]
+        if e["type"] == "GeneratorError":
+            raise GeneratorError(e["backend"], e["reason"], e["status"])
+        raise _REMOTE_ERRORS.get(e["type"], CodesenseError)(e["message"])
+    return result
 
 
 # --- deployments ----------------------------------------------------------------------------------

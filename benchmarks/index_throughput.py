@@ -85,8 +85,8 @@ def main() -> None:
     import yaml
 
     from codesense_ray.config import load_config
-    from codesense_ray.pipeline import build_indexer
-    from codesense_ray.store import IndexStore, open_client
+    from codesense_ray.index.pipeline import build_indexer
+    from codesense_ray.store.qdrant import IndexStore, open_client
 
     work = Path(tempfile.mkdtemp(prefix="codesense-bench-"))
     os.environ["CODESENSE_HOME"] = str(work / ".codesense")
@@ -135,7 +135,7 @@ def main() -> None:
             texts.append(f"{h}\n{t}" if h else t)
     from sentence_transformers import SentenceTransformer
 
-    from codesense_ray.embedding import read_model_info
+    from codesense_ray.index.embedding import read_model_info
 
     info = read_model_info(cfg.embedding.model)
     model = SentenceTransformer(info.path, device="cpu")

@@ -77,8 +77,8 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     from codesense_ray.config import load_config
     from codesense_ray.evaluation.dataset import load_dataset
     from codesense_ray.evaluation.metrics import gold_ranks, hit_at_k, reciprocal_rank
-    from codesense_ray.fusion import fuse_rankings
-    from codesense_ray.services import build_retriever
+    from codesense_ray.retrieval.fusion import fuse_rankings
+    from codesense_ray.app.compose import build_retriever
 
     os.environ["CODESENSE_HOME"] = str(cfg_path.parent / ".codesense")
     cfg = load_config(cfg_path)

@@ -80,7 +80,7 @@ def build_project(work: Path) -> Path:
 
 def in_process(cfg_path: Path, n: int) -> tuple[dict, dict, int]:
     from codesense_ray.config import load_config
-    from codesense_ray.services import build_answerer, build_retriever
+    from codesense_ray.app.compose import build_answerer, build_retriever
 
     cfg = load_config(cfg_path)
     retriever = build_retriever(cfg)

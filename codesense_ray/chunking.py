@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, NamedTuple
 
-from codesense_ray.documents import Chunk, Definition
+from codesense_ray.index.schema import Chunk, Definition
 
 log = logging.getLogger(__name__)
 

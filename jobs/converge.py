@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from codesense_ray.errors import CodesenseError
-from codesense_ray.orchestration.cli import cmd_converge
+from codesense_ray.app.cli.orchestration import cmd_converge
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from codesense_ray.cli import main
+from codesense_ray.app.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["index", "--no-progress", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from codesense_ray.orchestration.settings import PipelineConfig
+from codesense_ray.config.orchestration import PipelineConfig
 
 
 def compile_pipeline(output: str | Path, pcfg: PipelineConfig | None = None) -> Path:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     pcfg = None
     if args.config:
         from codesense_ray.config import load_config
-        from codesense_ray.orchestration.settings import section
+        from codesense_ray.config.orchestration import section
 
         pcfg = section(load_config(args.config), "pipeline", PipelineConfig)
     print(compile_pipeline(args.output, pcfg))

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from codesense_ray.orchestration.settings import DEFAULT_IMAGE
+from codesense_ray.config.orchestration import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)

@@ -19,7 +19,7 @@ of `pipeline.secrets` as env vars (`kfp.kubernetes.use_secret_as_env`; by defaul
 # No `from __future__ import annotations`: KFP reads the parameter annotations as real types.
 from kfp import dsl, kubernetes
 
-from codesense_ray.orchestration.settings import PipelineConfig
+from codesense_ray.config.orchestration import PipelineConfig
 from kfp_wrappers.components import build_code_index, converge_repositories, evaluate_rag
 
 

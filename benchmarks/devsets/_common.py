@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from codesense_ray.config import IndexConfig  # noqa: E402
-from codesense_ray.files import decode_source, select_files  # noqa: E402
+from codesense_ray.sources.files import decode_source, select_files  # noqa: E402
 
 EVAL_DIR = ROOT / "data" / "eval"
 DEFAULT_LIBRARIES = ("click", "jinja2", "werkzeug", "requests")

@@ -7,7 +7,7 @@ them, so importing this package stays light.
 
 from codesense_ray.evaluation.dataset import EvalDataset, EvalQuestion, GoldSpan, InvalidDataset, load_dataset
 from codesense_ray.evaluation.gate import GateFailure, GateRule, InvalidGates, check_gates, load_gates
-from codesense_ray.evaluation.settings import EvaluationConfig, JudgeConfig
+from codesense_ray.config.evaluation import EvaluationConfig, JudgeConfig
 
 __all__ = [
     "EvalDataset",

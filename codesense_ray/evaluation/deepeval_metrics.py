@@ -36,7 +36,7 @@ from deepeval.models import DeepEvalBaseLLM  # noqa: E402
 from deepeval.test_case import LLMTestCase, SingleTurnParams  # noqa: E402
 
 from codesense_ray.errors import InvalidConfig  # noqa: E402
-from codesense_ray.evaluation.settings import JUDGE_METRICS, JudgeConfig  # noqa: E402
+from codesense_ray.config.evaluation import JUDGE_METRICS, JudgeConfig  # noqa: E402
 
 # What each metric needs besides the question: a generated answer, the reference answer, the retrieved chunks.
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
@@ -93,8 +93,8 @@ class GeneratorJudge(DeepEvalBaseLLM):
 
 def build_judge_model(jcfg: JudgeConfig, home: Path) -> GeneratorJudge:
     """The configured judge as a DeepEval model. Raises `InvalidConfig` naming the `evaluation.judge` key at fault."""
-    from codesense_ray.generation.base import build_generator
-    from codesense_ray.generation.settings import GeneratorConfig
+    from codesense_ray.answering.generators.base import build_generator
+    from codesense_ray.config.answering import GeneratorConfig
 
     if jcfg.backend == "none":
         raise InvalidConfig("evaluation.judge.backend is `none`: no judge to build")

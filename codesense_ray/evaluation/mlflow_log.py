@@ -31,7 +31,7 @@ def config_hash(cfg) -> str:
 
 def run_params(cfg, report, retriever=None) -> dict[str, str]:
     """The MLflow params of a run (all strings, as MLflow stores them)."""
-    from codesense_ray.evaluation.settings import evaluation_config
+    from codesense_ray.config.evaluation import evaluation_config
 
     gen = cfg.generator
     generator_model = gen.model or (gen.local_model if gen.backend == "local" else None) or "-"

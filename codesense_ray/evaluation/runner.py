@@ -25,7 +25,7 @@ from typing import Any
 
 from codesense_ray.evaluation import metrics as M
 from codesense_ray.evaluation.dataset import EvalDataset, EvalQuestion, normalize_path
-from codesense_ray.evaluation.settings import JUDGE_METRICS, evaluation_config, normalize_ks
+from codesense_ray.config.evaluation import JUDGE_METRICS, evaluation_config, normalize_ks
 
 log = logging.getLogger(__name__)
 
@@ -380,12 +380,12 @@ def run_evaluation(
     else:
         judge_suite, status = build_judge(cfg, judge)
     if retriever is None:
-        from codesense_ray.services import build_retriever
+        from codesense_ray.app.compose import build_retriever
 
         retriever = build_retriever(cfg)
     if not retrieval_only and answerer is None:
-        from codesense_ray.services import build_answerer
-        from codesense_ray.tracing import NoopTracer
+        from codesense_ray.app.compose import build_answerer
+        from codesense_ray.answering.tracing import NoopTracer
 
         answerer = build_answerer(cfg, retriever, tracer=NoopTracer())
     runner = EvalRunner(retriever, answerer=None if retrieval_only else answerer, judge=judge_suite, ks=ks, depth=ecfg.depth)
@@ -405,6 +405,6 @@ def run_evaluation(
 
 
 def _tracking_uri(cfg) -> str:
-    from codesense_ray.generation.settings import resolve_mlflow_uri
+    from codesense_ray.config.answering import resolve_mlflow_uri
 
     return resolve_mlflow_uri(evaluation_config(cfg).mlflow_tracking_uri, cfg.home)

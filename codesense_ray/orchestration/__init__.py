@@ -8,7 +8,7 @@ pipeline whose stages are those jobs.
 Nothing heavy is imported here: `ray`, `kubernetes`, `kfp` and `dvc` load inside the code that uses them.
 """
 
-from codesense_ray.orchestration.settings import (
+from codesense_ray.config.orchestration import (
     ConvergeConfig,
     DvcConfig,
     JobsConfig,

@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 from codesense_ray.config import Config
 from codesense_ray.orchestration.data_versioning import DvcResult, version_raw_data
-from codesense_ray.orchestration.errors import ToolMissing
-from codesense_ray.orchestration.settings import ConvergeConfig, DvcConfig, section
-from codesense_ray.repositories import REF_FILE, RepositoryInfo, read_ref_file, resolve_repositories
+from codesense_ray.errors import ToolMissing
+from codesense_ray.config.orchestration import ConvergeConfig, DvcConfig, section
+from codesense_ray.sources.repositories import REF_FILE, RepositoryInfo, read_ref_file, resolve_repositories
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")

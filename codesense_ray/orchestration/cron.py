@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from codesense_ray.orchestration.errors import InvalidSchedule
+from codesense_ray.errors import InvalidSchedule
 
 _MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), start=1)}
 _DAYS = {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}

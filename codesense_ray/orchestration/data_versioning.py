@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from codesense_ray.config import Config
-from codesense_ray.orchestration.errors import MissingCredentials
-from codesense_ray.orchestration.settings import DvcConfig
+from codesense_ray.errors import MissingCredentials
+from codesense_ray.config.orchestration import DvcConfig
 
 
 @dataclass

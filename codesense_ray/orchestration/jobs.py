@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from codesense_ray.orchestration.errors import JobFailed, RayUnreachable, ServiceError, ServiceUnreachable
+from codesense_ray.errors import JobFailed, RayUnreachable, ServiceError, ServiceUnreachable
 from codesense_ray.orchestration.rayjob import RAYJOB_GROUP, RAYJOB_PLURAL, RAYJOB_VERSION, build_rayjob_manifest
-from codesense_ray.orchestration.settings import JobsConfig, KubeRayConfig
+from codesense_ray.config.orchestration import JobsConfig, KubeRayConfig
 
 LogSink = Callable[[str], None]
 

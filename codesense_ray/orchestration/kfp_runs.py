@@ -25,9 +25,9 @@ from typing import Any, Callable, TextIO
 from codesense_ray.config import Config
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.orchestration.cron import to_kfp_cron
-from codesense_ray.orchestration.errors import PipelineFailed, ServiceError, ServiceUnreachable
+from codesense_ray.errors import PipelineFailed, ServiceError, ServiceUnreachable
 from codesense_ray.orchestration.jobs import probe_tcp
-from codesense_ray.orchestration.settings import JobsConfig, PipelineConfig, section
+from codesense_ray.config.orchestration import JobsConfig, PipelineConfig, section
 from codesense_ray.orchestration.submission import source_root
 
 

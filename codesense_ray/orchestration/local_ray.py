@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from codesense_ray.orchestration.errors import RayUnreachable, ToolMissing
+from codesense_ray.errors import RayUnreachable, ToolMissing
 
 _PORT_FLAGS = (
     "port",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from codesense_ray.orchestration.settings import HeadGroupConfig, KubeRayConfig, WorkerGroupConfig
+from codesense_ray.config.orchestration import HeadGroupConfig, KubeRayConfig, WorkerGroupConfig
 
 if TYPE_CHECKING:
     from codesense_ray.orchestration.jobs import JobSpec

@@ -22,7 +22,7 @@ import codesense_ray
 from codesense_ray.config import Config, load_config
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.orchestration.jobs import JobBackend, JobSpec, LogSink, make_backend, new_job_id
-from codesense_ray.orchestration.settings import JOB_BACKENDS, JobsConfig, section
+from codesense_ray.config.orchestration import JOB_BACKENDS, JobsConfig, section
 
 STAGES = {"converge": "jobs/converge.py", "index": "jobs/index.py", "evaluate": "jobs/evaluate.py"}
 """Stage → Ray job entrypoint script (relative to the job's working directory)."""

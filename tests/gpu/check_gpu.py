@@ -25,7 +25,7 @@ def main() -> None:
     import torch
 
     from codesense_ray.config import EmbeddingConfig
-    from codesense_ray.stages import EmbedChunks, add_sparse_vectors
+    from codesense_ray.index.stages import EmbedChunks, add_sparse_vectors
 
     gpu = ROOT / ".gpu"
     texts = [json.loads(line) for line in gzip.open(gpu / "chunks.jsonl.gz", "rt")]

@@ -25,9 +25,9 @@ LIBS = ["httpx", "starlette", "click", "jinja2"]
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from codesense_ray.embedding import read_model_info
-    from codesense_ray.files import select_files
-    from codesense_ray.stages import ChunkFiles
+    from codesense_ray.index.embedding import read_model_info
+    from codesense_ray.sources.files import select_files
+    from codesense_ray.index.stages import ChunkFiles
 
     OUT.mkdir(exist_ok=True)
     info = read_model_info("all-MiniLM-L6-v2")

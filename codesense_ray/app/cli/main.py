@@ -1,0 +1,328 @@
+"""`codesense` command line (adapter). Library first, CLI second: this file only parses arguments, calls
+the library, prints, and turns domain errors into one-line messages with exit codes.
+
+Heavy modules (torch, ray) are imported inside the commands that need them, so `codesense --help` is fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from codesense_ray.errors import CodesenseError
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter (table creation, trace flushes)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", default=None, help="path to codesense.yaml (default ./codesense.yaml, env CODESENSE_CONFIG)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")
+    return p
+
+
+def emit(args: argparse.Namespace, payload: Any, human: Callable[[], None]) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        human()
+
+
+def _load(args: argparse.Namespace):
+    from codesense_ray.config import load_config
+
+    return load_config(args.config)
+
+
+def _open_store(cfg):
+    from codesense_ray.app.compose import open_store
+
+    return open_store(cfg)
+
+
+# --- index ----------------------------------------------------------------------------------------
+def cmd_index(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from codesense_ray.index.pipeline import build_indexer
+
+    cfg = _load(args)
+    indexer = build_indexer(cfg, _open_store(cfg))
+    bar = tqdm(total=0, unit="file", desc="indexing", file=sys.stderr, disable=args.no_progress, leave=False)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        summary = indexer.run(args.repo or (), full=args.full, on_progress=on_progress)
+    finally:
+        bar.close()
+        _shutdown_ray()
+    payload = summary.to_dict()
+    emit(args, payload, partial(_print_index_summary, payload))
+    return 0 if summary.ok else 1
+
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _print_index_summary(s: dict) -> None:
+    t = s["totals"]
+    print(f"index {s['alias']} → {s['collection']} (previous: {s['previous'] or 'none'}) in {s['seconds']:.1f}s")
+    print(
+        f"  files: {t['files_seen']} seen, {t['files_new']} new, {t['files_changed']} changed, {t['files_deleted']} deleted, {t['files_skipped']} skipped"
+    )
+    print(f"  chunks: {t['chunks_embedded']} embedded, {t['chunks_reused']} reused, {t['chunks_deleted']} deleted, {t['chunks_total']} total")
+    for r in s["repos"]:
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(r["skipped"].items())) or "none"
+        line = f"  - {r['repo_id']}: {r['status']}"
+        if r["error"]:
+            line += f": {r['error']}"
+        else:
+            line += f", {r['chunks_total']} chunks ({r['chunks_embedded']} embedded, {r['chunks_reused']} reused); skipped: {skipped}"
+        print(line)
+    if s["removed_repos"]:
+        print(f"  removed repositories no longer in config: {', '.join(s['removed_repos'])}")
+    if s["dropped_versions"]:
+        print(f"  dropped old versions: {', '.join(s['dropped_versions'])}")
+
+
+# --- search ---------------------------------------------------------------------------------------
+def _check_query(text: str, what: str = "query") -> str:
+    if not text or not text.strip():
+        raise CodesenseError(f"empty {what}")
+    return text
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from codesense_ray.app.compose import build_retriever
+
+    cfg = _load(args)
+    query = _check_query(args.query)
+    retriever = build_retriever(cfg)
+    started = time.perf_counter()
+    hits = retriever.search(query, k=args.k, repo_ids=args.repo or ())
+    elapsed = time.perf_counter() - started
+    payload = {"query": query, "hits": [h.to_dict() for h in hits], "seconds": round(elapsed, 4)}
+
+    def human() -> None:
+        if not hits:
+            print("no results")
+        for i, h in enumerate(hits, 1):
+            sym = f"  {h.symbol}" if h.symbol else ""
+            print(f"{i:2d}. {h.repo}  {h.path}:{h.start_line}-{h.end_line}  ({h.score:.4f}){sym}")
+            print(f"    {h.url}")
+
+    emit(args, payload, human)
+    return 0
+
+
+# --- ask ------------------------------------------------------------------------------------------
+def cmd_ask(args: argparse.Namespace) -> int:
+    from codesense_ray.app.compose import build_answerer
+
+    cfg = _load(args)
+    _check_query(args.question, "question")
+    answerer = build_answerer(cfg)
+    try:
+        answer = answerer.ask(args.question, k=args.k, repo_ids=args.repo or ())
+    finally:
+        answerer.tracer.flush()
+    payload = answer.to_dict()
+
+    def human() -> None:
+        print(answer.answer)
+        note = f"model {answer.model}, prompt {answer.prompt['name']} v{answer.prompt['version']}"
+        bad = len(answer.citations["invalid"])
+        if bad:
+            note += f", {bad} unverifiable citation(s) removed"
+        if answer.trace_id:
+            note += f", trace {answer.trace_id}"
+        print(f"\n({note}, {answer.latency_s:.2f}s)", file=sys.stderr)
+
+    emit(args, payload, human)
+    return 0
+
+
+# --- serve ----------------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    cfg = _load(args)
+    if args.port:
+        cfg.serve.port = args.port
+    if args.host:
+        cfg.serve.host = args.host
+    from ray import serve
+
+    from codesense_ray.index.pipeline import init_ray
+    from codesense_ray.app.serve.app import build_app
+
+    app = build_app(cfg)  # validates settings (replicas, auth token env) before anything starts
+    init_ray(cfg)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        serve.start(http_options={"host": cfg.serve.host, "port": cfg.serve.port, "request_timeout_s": cfg.serve.request_timeout_s})
+        serve.run(app, name="codesense", route_prefix="/", blocking=False)
+        print(f"codesense: serving on http://{cfg.serve.host}:{cfg.serve.port} (POST /v1/ask, /v1/search; GET /healthz, /metrics)", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        _shutdown_ray()
+    return 0
+
+
+# --- status ---------------------------------------------------------------------------------------
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    store = _open_store(cfg)
+    live = store.live_collection()
+    if live is None:
+        from codesense_ray.errors import IndexNotBuilt
+
+        raise IndexNotBuilt()
+    metas = store.repo_metas(live)
+    repos = []
+    for rid, meta in sorted(metas.items()):
+        repos.append(
+            {
+                "repo": rid,
+                "ref": meta.get("ref"),
+                "chunks": store.count_chunks(live, rid),
+                "files": meta.get("files"),
+                "model": meta.get("model"),
+                "indexed_at": datetime.fromtimestamp(meta["indexed_at"], timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+    payload = {"alias": store.alias, "collection": live, "versions": store.versions(), "repos": repos}
+
+    def human() -> None:
+        print(f"alias {store.alias} → {live}  (versions kept: {len(payload['versions'])})")
+        for r in repos:
+            print(f"  {r['repo']:<24} ref {str(r['ref'] or '-')[:12]:<12}  {r['chunks']:>7} chunks  {r['files'] or 0:>6} files  indexed {r['indexed_at']}")
+
+    emit(args, payload, human)
+    return 0
+
+
+# --- wiring ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="codesense",
+        description="Self-hosted code intelligence: index repositories, search them, and answer questions with links to exact lines.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "index",
+        parents=[common],
+        help="index the configured repositories (incremental; blue/green alias swap)",
+        description="Chunk, embed and store the configured repositories. Incremental: only new and changed files are embedded; "
+        "a new index version is filled and checked, then the alias moves atomically (the old version keeps serving until then).",
+    )
+    p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable); others are carried over")
+    p.add_argument("--full", action="store_true", help="re-embed everything instead of reusing unchanged chunks")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(handler=cmd_index)
+
+    p = sub.add_parser("search", parents=[common], help="ranked code search with links (dense + lexical + symbol, RRF)")
+    p.add_argument("query")
+    p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable)")
+    p.add_argument("-k", type=positive_int, default=None, help="number of hits (default: search.k)")
+    p.set_defaults(handler=cmd_search)
+
+    p = sub.add_parser(
+        "ask",
+        parents=[common],
+        help="answer a question with verified links to files and lines",
+        description="Retrieve, build a numbered context, generate (generator.backend), verify every citation, print the answer with permalinks.",
+    )
+    p.add_argument("question")
+    p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable)")
+    p.add_argument("-k", type=positive_int, default=None, help="chunks retrieved (default: answer.k)")
+    p.set_defaults(handler=cmd_ask)
+
+    p = sub.add_parser(
+        "serve",
+        parents=[common],
+        help="run the Ray Serve HTTP app (POST /v1/ask, /v1/search; GET /healthz, /metrics)",
+        description="Start a local Ray, deploy ingress → retriever → generator, and serve until Ctrl-C.",
+    )
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port, 8000)")
+    p.add_argument("--host", default=None, help="listen address (default: serve.host, 127.0.0.1)")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("status", parents=[common], help="per repository: indexed ref, chunks, live collection, when indexed")
+    p.set_defaults(handler=cmd_status)
+
+    for register in _extra_commands():
+        register(sub, common)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
+    """Command groups contributed by other modules (answering, evaluation, orchestration)."""
+    from codesense_ray.app.cli.evaluation import register as evaluation
+    from codesense_ray.app.cli.orchestration import register as orchestration
+    from codesense_ray.app.cli.prompts import register as prompts
+
+    return [prompts, evaluation, orchestration]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args)
+    except CodesenseError as err:
+        print(f"codesense: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("codesense: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

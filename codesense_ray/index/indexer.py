@@ -1,0 +1,295 @@
+"""An index run: plan what changed, embed only that, carry the rest, check, swap the alias.
+
+Like a `terraform plan` + `apply` for vectors: the live index is the state, the working trees are the
+desired configuration, and only the diff (new / changed / deleted files) costs embedding time. The new
+version is built beside the live one and promoted by an atomic alias swap (blue/green).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+from codesense_ray.config import Config
+from codesense_ray.index.embedding import ModelInfo
+from codesense_ray.errors import CodesenseError, IndexingFailed
+from codesense_ray.sources.files import SourceFile, file_hash, read_text, select_files
+from codesense_ray.sources.repositories import RepositoryInfo, resolve_repositories, select_repositories
+from codesense_ray.store.qdrant import FileEntry, IndexStore
+
+
+# Bump when the chunk payload or vector layout changes: older versions are rebuilt, not carried over.
+INDEX_SCHEMA = 2
+
+
+@dataclass
+class ReindexPlan:
+    """The diff between the live index and the working tree of one repository (paths, sorted)."""
+
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def plan_reindex(live: dict[str, FileEntry], current: dict[str, str]) -> ReindexPlan:
+    """Compare `live` (path → what the index holds) with `current` (path → content hash)."""
+    plan = ReindexPlan()
+    for path in sorted(current):
+        entry = live.get(path)
+        if entry is None:
+            plan.new.append(path)
+        elif entry.file_hash != current[path]:
+            plan.changed.append(path)
+        else:
+            plan.unchanged.append(path)
+    plan.deleted = sorted(set(live) - set(current))
+    return plan
+
+
+@dataclass
+class RepoReport:
+    """What one index run did to one repository."""
+
+    repo_id: str
+    status: str = "ok"  # ok | error | unchanged
+    error: str | None = None
+    ref: str | None = None
+    files_seen: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unchanged: int = 0
+    files_deleted: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    chunks_deleted: int = 0
+    chunks_total: int = 0
+
+
+@dataclass
+class IndexSummary:
+    """The result of `codesense index` (printed as JSON with `--json`)."""
+
+    collection: str | None
+    previous: str | None
+    alias: str
+    repos: list[RepoReport]
+    dropped_versions: list[str] = field(default_factory=list)
+    removed_repos: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "error" for r in self.repos)
+
+    def totals(self) -> dict[str, int]:
+        keys = ("files_seen", "files_new", "files_changed", "files_deleted", "chunks_embedded", "chunks_reused", "chunks_deleted", "chunks_total")
+        out = {k: sum(getattr(r, k) for r in self.repos) for k in keys}
+        skipped: Counter[str] = Counter()
+        for r in self.repos:
+            skipped.update(r.skipped)
+        out["files_skipped"] = sum(skipped.values())
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "alias": self.alias,
+            "collection": self.collection,
+            "previous": self.previous,
+            "seconds": round(self.seconds, 3),
+            "totals": self.totals(),
+            "repos": [asdict(r) for r in self.repos],
+            "dropped_versions": self.dropped_versions,
+            "removed_repos": self.removed_repos,
+        }
+
+
+class EmbedAndWrite(Protocol):
+    """Chunks, embeds and writes file tasks into a collection, reporting each written chunk's repo and path."""
+
+    def __call__(self, tasks: list[dict], collection: str, on_rows: Callable[[list[dict]], None]) -> None: ...
+
+
+class Indexer:
+    """Runs index passes over the configured repositories into an `IndexStore`.
+
+    `embed_and_write` is the heavy part (the Ray Data pipeline in production); it is passed in so the
+    planning, carrying and swap logic stay testable and independent of Ray.
+    """
+
+    def __init__(self, cfg: Config, store: IndexStore, model: ModelInfo, embed_and_write: EmbedAndWrite) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.model = model
+        self.embed_and_write = embed_and_write
+
+    def run(
+        self,
+        repo_ids: Iterable[str] = (),
+        *,
+        full: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> IndexSummary:
+        """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write."""
+        started = time.monotonic()
+        infos = resolve_repositories(self.cfg)
+        selected = select_repositories(infos, list(repo_ids)) if repo_ids else infos
+        live = self.store.live_collection()
+        compatible = live is not None and self._compatible(live)
+        if live and not compatible:
+            # A different embedding model: no stored vector can be reused, so every repository is rebuilt.
+            selected, full = infos, True
+        reuse = compatible and not full
+
+        reports: dict[str, RepoReport] = {}
+        tasks: list[dict] = []
+        carry_ids: list[str] = []
+        metas: dict[str, dict] = {}
+        for info in selected:
+            report = reports[info.id] = RepoReport(info.id, ref=info.ref)
+            try:
+                files = self._scan(info, report)
+            except CodesenseError as err:
+                report.status, report.error = "error", str(err)
+                continue
+            old = self.store.manifest(live, info.id) if reuse else {}
+            plan = plan_reindex(old, {path: fhash for path, (fhash, _) in files.items()})
+            report.files_new, report.files_changed = len(plan.new), len(plan.changed)
+            report.files_unchanged, report.files_deleted = len(plan.unchanged), len(plan.deleted)
+            for path in plan.unchanged:
+                carry_ids.extend(old[path].chunk_ids)
+            report.chunks_reused = sum(len(old[p].chunk_ids) for p in plan.unchanged)
+            report.chunks_deleted = sum(len(old[p].chunk_ids) for p in plan.deleted + plan.changed)
+            if reuse and not (plan.new or plan.changed or plan.deleted):
+                report.status = "unchanged"
+            tasks.extend(self._task(info, path, *files[path]) for path in plan.new + plan.changed)
+            metas[info.id] = self._meta(info, report)
+
+        indexed = {rid for rid, r in reports.items() if r.status != "error"}
+        removed = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live and not repo_ids else []
+        if live and reuse and not removed and all(reports[rid].status == "unchanged" for rid in indexed):
+            return self._keep_live(live, reports, metas, started)
+
+        collection = self.store.create_version(self.model.dimension)
+        try:
+            carried = 0
+            if live and compatible:
+                # Other repositories (and those whose scan failed) are carried over untouched.
+                carried += self.store.copy_other_repos(live, collection, indexed | set(removed))
+                carried += self.store.copy_points(live, collection, ids=carry_ids)
+            written = self._embed(tasks, collection, reports, on_progress)
+            for rid, meta in metas.items():
+                meta["chunks"] = reports[rid].chunks_reused + reports[rid].chunks_embedded
+                self.store.write_repo_meta(collection, meta)
+            self._verify(collection, expected=carried + written + len(metas))
+        except BaseException as err:
+            # Leave the alias where it was: the previous version keeps serving. Drop the partial one.
+            try:
+                self.store.drop(collection)
+            except Exception:
+                pass
+            if isinstance(err, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise IndexingFailed(f"index run failed, previous index still serving ({live or 'none'}): {err}") from err
+
+        previous = self.store.swap_alias(collection)
+        dropped = self.store.drop_old_versions(self.cfg.index.retention)
+        for rid in indexed:
+            reports[rid].chunks_total = self.store.count_chunks(collection, rid)
+        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started)
+
+    def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float) -> IndexSummary:
+        """Nothing changed: keep serving the live version as it is (no copy, no swap).
+
+        Only the repository metadata is refreshed in place (a new commit with identical files moves `ref`).
+        """
+        current = self.store.repo_metas(live)
+        for rid, meta in metas.items():
+            reports[rid].chunks_total = self.store.count_chunks(live, rid)
+            if current.get(rid, {}).get("ref") != meta["ref"]:
+                meta["chunks"] = reports[rid].chunks_total
+                self.store.write_repo_meta(live, meta)
+        return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started)
+
+    # --- steps ------------------------------------------------------------------------------------
+    def _compatible(self, live: str) -> bool:
+        """Vectors can be reused only if they came from the same model, size and payload schema."""
+        if self.store.dimension(live) != self.model.dimension:
+            return False
+        return all(m.get("model") == self.model.name and m.get("schema") == INDEX_SCHEMA for m in self.store.repo_metas(live).values())
+
+    def _scan(self, info: RepositoryInfo, report: RepoReport) -> dict[str, tuple[str, SourceFile]]:
+        """Select and hash the repository's files: path → (content hash, file)."""
+        root = info.path
+        if root is None or not Path(root).exists():
+            hint = " (run `codesense converge` first)" if info.host_kind != "local" and info.clone_url else ""
+            raise CodesenseError(f"repository '{info.id}': directory {root} does not exist{hint}")
+        if not Path(root).is_dir():
+            raise CodesenseError(f"repository '{info.id}': {root} is not a directory")
+        idx = self.cfg.index
+        selection = select_files(Path(root), max_file_bytes=idx.max_file_bytes, max_line_length=idx.max_line_length, exclude=idx.exclude)
+        skipped = Counter(selection.skipped)
+        files: dict[str, tuple[str, SourceFile]] = {}
+        for sf in selection.files:
+            try:
+                files[sf.path] = (file_hash(read_text(sf)), sf)
+            except (OSError, UnicodeDecodeError):
+                skipped["unreadable"] += 1
+        report.skipped = dict(skipped)
+        report.files_seen = len(files)
+        if not files:
+            raise CodesenseError(f"repository '{info.id}': no indexable files in {root}")
+        return files
+
+    @staticmethod
+    def _task(info: RepositoryInfo, path: str, fhash: str, sf: SourceFile) -> dict:
+        return {
+            "repo_id": info.id,
+            "path": path,
+            "abs_path": str(sf.abs_path),
+            "language": sf.language,
+            "file_hash": fhash,
+            "web_url": info.web_url or "",
+            "ref": info.ref or "",
+        }
+
+    def _meta(self, info: RepositoryInfo, report: RepoReport) -> dict:
+        return {
+            "repo_id": info.id,
+            "ref": info.ref,
+            "web_url": info.web_url,
+            "host_kind": info.host_kind,
+            "root": str(info.path) if info.path else None,
+            "model": self.model.name,
+            "schema": INDEX_SCHEMA,
+            "files": report.files_seen,
+            "indexed_at": time.time(),
+        }
+
+    def _embed(self, tasks: list[dict], collection: str, reports: dict[str, RepoReport], on_progress) -> int:
+        total_files = len(tasks)
+        done_files: set[tuple[str, str]] = set()
+        written = 0
+
+        def on_rows(rows: list[dict]) -> None:
+            nonlocal written
+            written += len(rows)
+            for row in rows:
+                reports[row["repo_id"]].chunks_embedded += 1
+                done_files.add((row["repo_id"], row["path"]))
+            if on_progress:
+                on_progress(len(done_files), total_files)
+
+        self.embed_and_write(tasks, collection, on_rows)
+        return written
+
+    def _verify(self, collection: str, expected: int) -> None:
+        """The new version must hold exactly what was carried plus what was written before it may serve."""
+        actual = self.store.count(collection)
+        if actual != expected:
+            raise IndexingFailed(f"point count check failed for {collection}: expected {expected}, found {actual}")

@@ -1,0 +1,134 @@
+"""Ray Data stages as plain callables (layer 2): load once in `__init__`, transform a batch in `__call__`.
+
+No `import ray` here: each stage is a pure batch → batch function that the pipeline adapter maps over a
+Dataset, and that tests can call directly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from codesense_ray.config import EmbeddingConfig
+from codesense_ray.index.schema import chunk_record
+from codesense_ray.index.lexical import definition_names, document_sparse_vector, path_suffixes
+
+
+def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = list(batch)
+    n = len(batch[keys[0]]) if keys else 0
+    return [{k: batch[k][i] for k in keys} for i in range(n)]
+
+
+def _column(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class ChunkFiles:
+    """files → chunks. Reads each file, chunks it with tree-sitter under the embedding model's token bound.
+
+    Input rows: repo_id, path, abs_path, language, file_hash, web_url, ref.
+    Output rows: id, repo_id, path, embed_text, payload_json.
+    """
+
+    def __init__(self, model: str, max_tokens: int, min_tokens: int) -> None:
+        from codesense_ray.index.embedding import TokenCounter
+
+        self.count_tokens = TokenCounter(model)
+        self.max_tokens = max_tokens
+        self.min_tokens = min_tokens
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from codesense_ray.chunking import chunk_file
+        from codesense_ray.sources.files import decode_source, file_hash
+
+        out: dict[str, list] = {k: [] for k in ("id", "repo_id", "path", "embed_text", "payload_json")}
+        for row in _rows(batch):
+            row = {k: _column(v) for k, v in row.items()}
+            try:
+                text = decode_source(Path(row["abs_path"]).read_bytes())
+            except (OSError, UnicodeDecodeError):
+                continue  # vanished or changed to binary since planning: the next run sees it
+            chunks = chunk_file(
+                text, row["path"], row["language"], max_tokens=self.max_tokens, min_tokens=self.min_tokens, count_tokens=self.count_tokens
+            )
+            fhash = file_hash(text)
+            line_count = len(text.rstrip("\n").split("\n"))
+            for chunk in chunks:
+                rec = chunk_record(chunk, repo_id=row["repo_id"], web_url=row["web_url"] or None, ref=row["ref"] or None, file_hash=fhash)
+                rec["def_names"] = definition_names(rec["definitions"])
+                rec["line_count"] = line_count
+                rec["path_tails"] = path_suffixes(row["path"])
+                out["id"].append(rec["id"])
+                out["repo_id"].append(row["repo_id"])
+                out["path"].append(row["path"])
+                out["embed_text"].append(chunk.embed_text)
+                out["payload_json"].append(json.dumps(rec))
+        return out
+
+
+class EmbedChunks:
+    """chunks → chunks + dense vectors. One model copy per actor; batches are sorted by length inside."""
+
+    def __init__(self, cfg: EmbeddingConfig | dict, threads: int | None = None) -> None:
+        from codesense_ray.index.embedding import SentenceTransformerEmbedder
+
+        cfg = cfg if isinstance(cfg, EmbeddingConfig) else EmbeddingConfig.model_validate(cfg)
+        self.embedder = SentenceTransformerEmbedder(cfg, threads=threads)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        texts = [str(t) for t in batch["embed_text"]]
+        batch = dict(batch)
+        batch["vector"] = self.embedder.embed_documents(texts)
+        return batch
+
+
+def add_sparse_vectors(batch: dict[str, Any]) -> dict[str, Any]:
+    """chunks → chunks + code-aware sparse (BM25 tf) vectors, indices and values as JSON lists."""
+    indices, values = [], []
+    for payload_json in batch["payload_json"]:
+        rec = json.loads(payload_json)
+        idx, val = document_sparse_vector(rec["header"] + "\n" + rec["text"], rec["path"])
+        indices.append(json.dumps(idx))
+        values.append(json.dumps(val))
+    batch = dict(batch)
+    batch["sparse_indices"] = indices
+    batch["sparse_values"] = values
+    batch.pop("embed_text", None)
+    return batch
+
+
+def rows_for_store(batch: dict[str, Any]) -> list[dict[str, Any]]:
+    """A finished batch as rows for `IndexStore.upsert_rows`."""
+    rows = []
+    for i, pid in enumerate(batch["id"]):
+        rows.append(
+            {
+                "id": str(pid),
+                "vector": batch["vector"][i],
+                "sparse_indices": json.loads(batch["sparse_indices"][i]),
+                "sparse_values": json.loads(batch["sparse_values"][i]),
+                "payload": json.loads(batch["payload_json"][i]),
+            }
+        )
+    return rows
+
+
+class WriteToQdrant:
+    """Server mode only: parallel writers, each with its own client (embedded Qdrant allows one process)."""
+
+    def __init__(self, url: str, api_key: str | None, collection: str, timeout_s: float = 30.0) -> None:
+        from qdrant_client import QdrantClient
+
+        from codesense_ray.store.qdrant import IndexStore
+
+        self.store = IndexStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias="")
+        self.collection = collection
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        rows = rows_for_store(batch)
+        self.store.upsert_rows(self.collection, rows)
+        return {"repo_id": [r["payload"]["repo_id"] for r in rows], "path": [r["payload"]["path"] for r in rows]}

@@ -1,0 +1,107 @@
+"""An in-memory copy of the live collection for fast exact search in embedded mode.
+
+Embedded Qdrant answers every query by scanning all points in Python (sparse scoring, payload filters),
+which costs hundreds of milliseconds at ten thousand chunks. A long-lived process (the Serve retriever, an
+evaluation run) loads the live version once — dense matrix, sparse postings, definition and path lookups —
+and answers from memory, like a read replica warmed from the primary. It is rebuilt when the alias moves.
+Scores follow Qdrant's own: cosine for dense, Σ idf·w_q·w_d with BM25's idf for the sparse vector.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from codesense_ray.store.qdrant import DENSE, META_KEY, SPARSE, IndexStore
+
+
+class MemoryIndex:
+    """Exact dense / sparse / keyword search over one collection version held in memory."""
+
+    def __init__(self, store: IndexStore, collection: str) -> None:
+        self.collection = collection
+        ids: list[str] = []
+        repos: list[str] = []
+        vectors: list[list[float]] = []
+        postings: dict[int, list[tuple[int, float]]] = defaultdict(list)
+        self.keywords: dict[str, dict[str, list[int]]] = {"def_names": defaultdict(list), "path_tails": defaultdict(list)}
+        self.payloads: list[dict] = []
+        fields = ["repo_id", "path", "def_names", "path_tails", "symbol", "start_line", "end_line", "line_count", META_KEY]
+        self.line_counts: dict[tuple[str, str], int] = {}
+        for rec in store.scroll(collection, with_vectors=True, payload=fields):
+            if rec.payload.get(META_KEY):
+                continue
+            i = len(ids)
+            ids.append(str(rec.id))
+            repos.append(rec.payload["repo_id"])
+            key = (rec.payload["repo_id"], rec.payload["path"])
+            lines = rec.payload.get("line_count") or rec.payload.get("end_line", 0)
+            self.line_counts[key] = max(self.line_counts.get(key, 0), lines)
+            vec = rec.vector or {}
+            vectors.append(vec[DENSE])
+            sparse = vec.get(SPARSE)
+            if sparse is not None:
+                for term, weight in zip(sparse.indices, sparse.values):
+                    postings[term].append((i, weight))
+            for key in self.keywords:
+                for value in rec.payload.get(key) or []:
+                    self.keywords[key][value].append(i)
+            self.payloads.append({"def_names": rec.payload.get("def_names") or [], "path_tails": rec.payload.get("path_tails") or [], "symbol": rec.payload.get("symbol"), "start_line": rec.payload.get("start_line", 0)})
+        self.ids = ids
+        self.repos = np.array(repos, dtype=object)
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self.matrix = matrix / np.where(norms == 0, 1, norms)
+        self.postings = {t: (np.array([i for i, _ in p], dtype=np.int64), np.array([w for _, w in p], dtype=np.float32)) for t, p in postings.items()}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _mask(self, repo_ids: Sequence[str]) -> np.ndarray | None:
+        return np.isin(self.repos, list(repo_ids)) if repo_ids else None
+
+    def _top(self, scores: np.ndarray, n: int, mask: np.ndarray | None, candidates: np.ndarray | None = None) -> list[str]:
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        if candidates is not None:
+            keep = np.full(scores.shape, -np.inf, dtype=np.float32)
+            keep[candidates] = scores[candidates]
+            scores = keep
+        n = min(n, int(np.isfinite(scores).sum()))
+        if n <= 0:
+            return []
+        top = np.argpartition(-scores, n - 1)[:n]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [self.ids[i] for i in top]
+
+    def dense(self, vector: np.ndarray, n: int, repo_ids: Sequence[str] = ()) -> list[str]:
+        q = np.asarray(vector, dtype=np.float32)
+        q = q / (np.linalg.norm(q) or 1.0)
+        return self._top(self.matrix @ q, n, self._mask(repo_ids))
+
+    def sparse(self, indices: Sequence[int], values: Sequence[float], n: int, repo_ids: Sequence[str] = ()) -> list[str]:
+        """Qdrant's IDF-modified sparse dot product: Σ idf(t)·q(t)·d(t), idf = ln(1 + (N − df + 0.5)/(df + 0.5))."""
+        total = len(self.ids)
+        scores = np.zeros(total, dtype=np.float32)
+        touched: list[np.ndarray] = []
+        for term, q in zip(indices, values):
+            post = self.postings.get(term)
+            if post is None:
+                continue
+            docs, weights = post
+            idf = math.log(1 + (total - len(docs) + 0.5) / (len(docs) + 0.5))
+            np.add.at(scores, docs, idf * q * weights)
+            touched.append(docs)
+        if not touched:
+            return []
+        return self._top(scores, n, self._mask(repo_ids), np.unique(np.concatenate(touched)))
+
+    def matching(self, key: str, values: Iterable[str], repo_ids: Sequence[str] = ()) -> list[tuple[str, dict]]:
+        """Points whose keyword list `key` (`def_names`, `path_tails`) holds any of `values`, with their payload."""
+        table = self.keywords[key]
+        hits = sorted({i for v in values for i in table.get(v, ())})
+        allowed = set(repo_ids)
+        return [(self.ids[i], self.payloads[i]) for i in hits if not allowed or self.repos[i] in allowed]

@@ -1,0 +1,179 @@
+"""The Ray Serve app on a real embedded index, through `codesense serve`: every endpoint and error, SSE, auth.
+
+The generator is the real `openai` backend pointed at a local server speaking the OpenAI wire format, so the
+whole graph (ingress → retriever deployment → generator deployment) runs as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from tests.cpu.integration.answering.fake_servers import openai_route, start
+from tests.conftest import CODESENSE_BIN, write_config
+
+pytestmark = pytest.mark.slow
+TOKEN = "s3cret-test-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llm():
+    server, state = start(openai_route)
+    yield server, state
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, llm):
+    """Index the sample service, then start `codesense serve` with auth and the OpenAI-compatible generator."""
+    import shutil
+
+    from tests.conftest import PAYMENTS
+
+    project = tmp_path_factory.mktemp("serve")
+    shutil.copytree(PAYMENTS, project / "payments")
+    server, _ = llm
+    write_config(
+        project,
+        [{"id": "payments", "path": "payments", "web_url": "https://github.com/acme/payments", "ref": "4f1c2ab"}],
+        generator={"backend": "openai", "base_url": server.url + "/v1", "model": "qwen2.5-coder", "timeout_s": 5},
+        serve={"auth_token_env": "CODESENSE_TEST_TOKEN"},
+        tracing={"backend": "none"},
+    )
+    env = dict(os.environ, CODESENSE_HOME=str(project / ".codesense"), CODESENSE_TEST_TOKEN=TOKEN)
+    cfg = str(project / "codesense.yaml")
+    subprocess.run([CODESENSE_BIN, "index", "--config", cfg, "--no-progress"], check=True, env=env, capture_output=True, timeout=600)
+    port = _free_port()
+    log = open(project / "serve.log", "w")  # a file, not a pipe: an unread pipe would block the server
+    proc = subprocess.Popen([CODESENSE_BIN, "serve", "--config", cfg, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError((project / "serve.log").read_text()[-3000:])
+        time.sleep(1)
+    else:
+        proc.terminate()
+        raise AssertionError("codesense serve did not become healthy: " + (project / "serve.log").read_text()[-3000:])
+    yield httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_healthz_reports_index_without_auth(app):
+    """/healthz needs no token and reports the live collection, the indexed ref and the generator."""
+    r = httpx.get(str(app.base_url) + "/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["index"]["repos"] == {"payments": "4f1c2ab"} and body["generator"]["name"] == "openai"
+
+
+def test_auth_required_on_api(app):
+    """Without or with a wrong bearer token the API answers 401 with a JSON error."""
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        r = httpx.post(str(app.base_url) + "/v1/search", json={"query": "jwt"}, headers=headers)
+        assert r.status_code == 401 and r.json()["error"]["type"] == "Unauthorized"
+
+
+def test_search_endpoint_matches_cli_shape(app):
+    """POST /v1/search returns ranked hits with commit-pinned GitHub links."""
+    r = app.post("/v1/search", json={"query": "verify bearer token", "k": 3})
+    assert r.status_code == 200
+    hits = r.json()["hits"]
+    assert len(hits) == 3 and hits[0]["path"] == "app/auth/jwt.py"
+    assert hits[0]["url"].startswith("https://github.com/acme/payments/blob/4f1c2ab/app/auth/jwt.py#L")
+
+
+def test_ask_returns_verified_answer(app, llm):
+    """POST /v1/ask: the model's [1] citation becomes a verified permalink; sources and trace fields present."""
+    _, state = llm
+    state["words"] = ["Bearer tokens are verified by `verify_bearer_token` [1]. ", "See https://evil.example.com/x [7]."]
+    r = app.post("/v1/ask", json={"question": "How are bearer tokens verified?", "repo": "payments"})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) >= {"answer", "sources", "trace_id"}
+    assert "evil.example.com" not in body["answer"] and "[7]" not in body["answer"]
+    assert "Source: https://github.com/acme/payments/blob/4f1c2ab/" in body["answer"]
+    assert body["citations"]["valid"] >= 1 and len(body["citations"]["invalid"]) == 2
+    assert body["model"] == "openai:qwen2.5-coder"
+
+
+def test_ask_streams_server_sent_events(app, llm):
+    """"stream": true sends sources, token events (links masked), and the verified answer last."""
+    _, state = llm
+    state["words"] = ["Tokens ", "are ", "checked ", "in ", "`verify_bearer_token` ", "[1] ", "http://leak.example.com/a ", "done."]
+    with app.stream("POST", "/v1/ask", json={"question": "How are tokens checked?", "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(r.iter_text())
+    events = [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: "))) for b in raw.strip().split("\n\n")]
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "sources" and kinds[-1] == "answer" and "token" in kinds
+    streamed = "".join(d["text"] for k, d in events if k == "token")
+    assert "leak.example.com" not in streamed and "verify_bearer_token" in streamed
+    assert "leak.example.com" not in events[-1][1]["answer"]
+
+
+@pytest.mark.parametrize(
+    "body, status, kind",
+    [
+        ({"question": "   "}, 422, "InvalidQuestion"),
+        ({"question": "x" * 5000}, 422, "InvalidQuestion"),
+        ({"question": "auth?", "repo": "nope"}, 404, "RepositoryNotFound"),
+        ({"question": "auth?", "k": 0}, 422, "InvalidRequest"),
+        ({"nothing": 1}, 422, "InvalidRequest"),
+    ],
+)
+def test_ask_bad_input(app, body, status, kind):
+    """Empty/oversized questions and bad fields are 422, an unknown repo is 404 — all JSON errors."""
+    r = app.post("/v1/ask", json=body)
+    assert r.status_code == status and r.json()["error"]["type"] == kind
+
+
+def test_malformed_json_is_400(app):
+    """A body that is not JSON is a 400 with a reason, not a 500."""
+    r = app.post("/v1/ask", content=b"{bad", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]["message"]
+
+
+def test_generator_down_is_502_with_sources(app, llm):
+    """When the LLM endpoint fails, /v1/ask answers 502 with the reason and still returns the retrieved sources."""
+    server, _ = llm
+    server.mode = "error500"
+    try:
+        r = app.post("/v1/ask", json={"question": "How are bearer tokens verified?"})
+    finally:
+        server.mode = "ok"
+    assert r.status_code == 502
+    body = r.json()
+    assert body["error"]["type"] == "GeneratorError" and "500" in body["error"]["message"]
+    assert body["sources"] and body["sources"][0]["url"].startswith("https://github.com/acme/payments/blob/4f1c2ab/")
+
+
+def test_metrics_exposes_requests_latency_and_citations(app):
+    """/metrics speaks Prometheus text: request counters, stage latency histograms, citation validity."""
+    app.post("/v1/search", json={"query": "jwt"})
+    text = app.get("/metrics").text
+    assert 'codesense_requests_total{path="/v1/search",status="200"}' in text
+    assert "codesense_request_seconds_bucket" in text and "codesense_stage_seconds_bucket" in text
+    assert "codesense_citation_validity_bucket" in text

@@ -85,7 +85,7 @@ def main() -> None:
     import yaml
 
     from codesense_ray.config import load_config
-    from codesense_ray.index.pipeline import build_indexer
+    from codesense_ray.app.compose import build_indexer
     from codesense_ray.store.qdrant import IndexStore, open_client
 
     work = Path(tempfile.mkdtemp(prefix="codesense-bench-"))
@@ -94,7 +94,7 @@ def main() -> None:
     repos = [{"id": lib, "path": str(copy_library(lib, corpus))} for lib in args.libs]
     (work / "codesense.yaml").write_text(yaml.safe_dump({"repositories": repos}))
     cfg = load_config(work / "codesense.yaml")
-    store = IndexStore(open_client(cfg), cfg.index.collection)
+    store = IndexStore(open_client(cfg), cfg.index.collection, embedded=not cfg.qdrant.url)
     results: dict = {"libs": args.libs, "cpus": os.cpu_count()}
 
     # 1. Full index, end to end (Ray start, scan, chunk, embed, write, check, swap).

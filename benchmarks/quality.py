@@ -82,22 +82,21 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
 
     os.environ["CODESENSE_HOME"] = str(cfg_path.parent / ".codesense")
     cfg = load_config(cfg_path)
-    retriever = build_retriever(cfg)
+    retriever = build_retriever(cfg, long_lived=True)
     data = load_dataset(dataset_path)
     per_variant: dict[str, list[dict]] = {v: [] for v in VARIANTS}
     started = time.perf_counter()
     for q in data.questions:
         rankings = retriever.rank_signals(q.question, [q.repo] if q.repo else [])
-        retriever._searches += 1  # long-lived: from the second question on, the in-memory index answers
         ids = list(dict.fromkeys(pid for ids in rankings.values() for pid in ids))
-        paths = {str(r.id): r.payload["path"] for r in retriever.store.client.retrieve(retriever.store.alias, ids=ids, with_payload=["path"])}
+        paths = {pid: p["path"] for pid, p in retriever.store.payloads(ids).items()}
         for name, weights in VARIANTS.items():
             fused = fuse_rankings(rankings, weights, cfg.search.rrf_k)
             files = list(dict.fromkeys(paths[pid] for pid, _ in fused if pid in paths))
             ranks = gold_ranks(files, q.gold_files)
             per_variant[name].append({**{f"file_hit@{k}": hit_at_k(ranks, k) for k in KS}, "file_mrr": reciprocal_rank(ranks)})
     seconds = time.perf_counter() - started
-    retriever.store.client.close()
+    retriever.store.primary.client.close() if hasattr(retriever.store, "primary") else retriever.store.client.close()
     out = {}
     for name, rows in per_variant.items():
         out[name] = {m: round(sum(r[m] for r in rows) / len(rows), 3) for m in rows[0]}

@@ -83,7 +83,7 @@ def in_process(cfg_path: Path, n: int) -> tuple[dict, dict, int]:
     from codesense_ray.app.compose import build_answerer, build_retriever
 
     cfg = load_config(cfg_path)
-    retriever = build_retriever(cfg)
+    retriever = build_retriever(cfg, long_lived=True)
     answerer = build_answerer(cfg, retriever)
     chunks = retriever.store.count_chunks(retriever.store.live_collection())
     for q in QUERIES:  # warm-up

@@ -1,4 +1,9 @@
-"""Domain exceptions. The CLI turns them into one-line messages and exit codes; Serve into HTTP errors."""
+"""Every domain exception of codesense, and the one table that maps each to a CLI exit code and an HTTP status.
+
+The core raises these; only the edges translate them: the CLI prints `codesense: error: <message>` and exits
+with `exit_code(err)`, the HTTP API answers `http_status(err)` with `{"error": {"type", "message"}}`.
+Anything that is not a `CodesenseError` is a bug and surfaces as one (exit 1 with a traceback / HTTP 500).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,29 @@ from __future__ import annotations
 class CodesenseError(Exception):
     """Base class: a problem the user can act on, reported without a traceback."""
 
-    exit_code = 1
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self)
+
+    @property
+    def http_status(self) -> int:
+        return http_status(self)
+
 
 
 class InvalidConfig(CodesenseError):
     """The configuration file is missing, malformed, or names an unknown key or a wrong type."""
 
-    exit_code = 2
 
 
 class RepositoryNotFound(CodesenseError):
     """A repository id or path that the configuration or the index does not know."""
 
-    exit_code = 2
 
 
 class IndexNotBuilt(CodesenseError):
     """Search or status was asked before any index run finished."""
 
-    exit_code = 3
 
     def __init__(self, message: str = "no index yet: run `codesense index`") -> None:
         super().__init__(message)
@@ -33,13 +42,11 @@ class IndexNotBuilt(CodesenseError):
 class StorageLocked(CodesenseError):
     """Embedded Qdrant storage is held by another process (embedded mode allows exactly one)."""
 
-    exit_code = 4
 
 
 class IndexingFailed(CodesenseError):
     """An index run failed; the previous index is still serving behind the alias."""
 
-    exit_code = 1
 
 
 # --- orchestration (converge, Ray jobs, Kubernetes, KFP) ---------------------------------------------
@@ -59,13 +66,11 @@ class InvalidSchedule(InvalidConfig):
 class ToolMissing(CodesenseError):
     """A command-line tool the step needs (git, dvc, ray) is not installed."""
 
-    exit_code = 2
 
 
 class ServiceUnreachable(CodesenseError):
     """A service (Ray dashboard, Kubernetes API, KFP API) did not answer within the bounded timeout."""
 
-    exit_code = 5
 
 
 class RayUnreachable(ServiceUnreachable):
@@ -75,13 +80,11 @@ class RayUnreachable(ServiceUnreachable):
 class ServiceError(CodesenseError):
     """A reachable service refused a request (HTTP 4xx/5xx from Kubernetes or KFP)."""
 
-    exit_code = 5
 
 
 class JobFailed(CodesenseError):
     """A submitted job ended in FAILED/STOPPED (or ran past its limit). Carries its last log lines."""
 
-    exit_code = 6
 
     def __init__(self, job_id: str, status: str, message: str = "", log_tail: list[str] | None = None) -> None:
         self.job_id = job_id
@@ -101,4 +104,82 @@ class JobFailed(CodesenseError):
 class PipelineFailed(CodesenseError):
     """A local pipeline run finished with a failed task."""
 
-    exit_code = 6
+
+# --- answering ------------------------------------------------------------------------------------------
+class InvalidQuestion(CodesenseError):
+    """An empty or oversized question or query (HTTP 422)."""
+
+
+class GeneratorError(CodesenseError):
+    """The model backend is down, timed out, or answered with an error. The HTTP layer maps it to 502.
+
+    `backend` names the generator, `status` is the HTTP status the backend returned (None for connection
+    errors and timeouts), `reason` is a short human-readable cause.
+    """
+
+    def __init__(self, backend: str, reason: str, status: int | None = None) -> None:
+        self.backend = backend
+        self.reason = reason
+        self.status = status
+        super().__init__(f"generator `{backend}` failed: {reason}")
+
+
+class PromptNotFound(CodesenseError):
+    """The registry has no prompt under that name, label or version."""
+
+
+class PromptRegistryError(CodesenseError):
+    """Pushing to a prompt registry failed (unreachable, unauthorised, rejected); the message says which and why."""
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+class InvalidDataset(CodesenseError):
+    """The dataset file is missing, empty, or has a malformed line (the message names the line and the problem)."""
+
+
+class InvalidGates(CodesenseError):
+    """The gates file is missing or malformed."""
+
+
+# --- the table --------------------------------------------------------------------------------------------
+#: Domain error → (CLI exit code, HTTP status). The first matching row wins, so subclasses come before their
+#: bases. Exit codes: 1 failed run, 2 bad input or config, 3 no index yet, 4 storage busy, 5 a service failed,
+#: 6 a job or pipeline failed.
+ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
+    (InvalidQuestion, 2, 422),
+    (InvalidDataset, 2, 422),
+    (InvalidGates, 2, 422),
+    (PromptNotFound, 2, 404),
+    (InvalidSchedule, 2, 422),
+    (MissingCredentials, 2, 500),
+    (InvalidConfig, 2, 500),
+    (RepositoryNotFound, 2, 404),
+    (IndexNotBuilt, 3, 503),
+    (StorageLocked, 4, 503),
+    (GeneratorError, 5, 502),
+    (PromptRegistryError, 5, 502),
+    (ToolMissing, 2, 500),
+    (ServiceUnreachable, 5, 502),
+    (ServiceError, 5, 502),
+    (JobFailed, 6, 500),
+    (PipelineFailed, 6, 500),
+    (IndexingFailed, 1, 500),
+    (CodesenseError, 1, 500),
+)
+
+
+def _row(err: BaseException) -> tuple[int, int]:
+    for cls, code, status in ERROR_TABLE:
+        if isinstance(err, cls):
+            return code, status
+    return 1, 500
+
+
+def exit_code(err: BaseException) -> int:
+    """The CLI exit code for an error (1 for anything the table does not know)."""
+    return _row(err)[0]
+
+
+def http_status(err: BaseException) -> int:
+    """The HTTP status for an error (500 for anything the table does not know)."""
+    return _row(err)[1]

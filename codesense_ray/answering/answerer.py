@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from codesense_ray.answering.citations import ContextBlock, format_context, render_sources, verify_citations
 from codesense_ray.config import AnswerConfig
-from codesense_ray.errors import CodesenseError
+from codesense_ray.errors import InvalidQuestion
 from codesense_ray.answering.generators.base import Generator, GeneratorError
 from codesense_ray.answering.prompts.registry import PromptRegistry
 from codesense_ray.retrieval.retriever import Retriever, SearchHit
@@ -23,10 +23,6 @@ from codesense_ray.answering.tracing import NoopTracer, Tracer
 CHARS_PER_TOKEN = 4  # budget estimate: generators have their own tokenizers; 4 chars/token is conservative for code
 
 
-class InvalidQuestion(CodesenseError):
-    """An empty or oversized question (HTTP 422)."""
-
-    exit_code = 2
 
 
 @dataclass
@@ -40,6 +36,8 @@ class Answer:
     prompt: dict[str, Any]
     citations: dict[str, Any]
     latency_s: float
+    #: The numbered context the answer was generated from (for evaluation's judge; not part of the wire format).
+    context: list[ContextBlock] = field(default_factory=list, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +242,7 @@ class RagAnswerer:
                 prompt=prompt_info,
                 citations=citations,
                 latency_s=time.perf_counter() - started,
+                context=list(blocks),
             )
             trace.end({"answer": answer_text}, citation_valid=report.validity, invalid_citations=len(report.invalid), model=self.model_name, prompt_name=prompt.name, prompt_version=prompt.version)
         yield "answer", answer

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from codesense_ray.backends import BackendRegistry
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.config.answering import TracingConfig, mlflow_artifact_location, resolve_mlflow_uri
 
@@ -355,18 +356,23 @@ class LangfuseTracer(Tracer):
         self.host = host
 
 
+def _langfuse_tracer(cfg: TracingConfig, home: Path) -> Tracer:
+    from codesense_ray.config import resolve_secret
+
+    if not cfg.langfuse_host:
+        raise InvalidConfig("tracing.langfuse_host: backend `langfuse` needs the Langfuse base URL")
+    public = resolve_secret(cfg.langfuse_public_key_env) or ""
+    secret = resolve_secret(cfg.langfuse_secret_key_env) or ""
+    return LangfuseTracer(cfg.langfuse_host, public, secret, cfg.sample_rate)
+
+
+#: `tracing.backend` → factory(cfg, home).
+TRACERS: BackendRegistry[Tracer] = BackendRegistry("tracing.backend")
+TRACERS.register("mlflow", lambda cfg, home: MlflowTracer(resolve_mlflow_uri(cfg.mlflow_tracking_uri, home), cfg.experiment, cfg.sample_rate))
+TRACERS.register("langfuse", _langfuse_tracer)
+TRACERS.register("none", lambda cfg, home: NoopTracer())
+
+
 def build_tracer(cfg: TracingConfig, home: Path) -> Tracer:
     """The configured tracer. Raises `InvalidConfig` at startup for missing settings; never fails later."""
-    if cfg.backend == "none":
-        return NoopTracer()
-    if cfg.backend == "mlflow":
-        return MlflowTracer(resolve_mlflow_uri(cfg.mlflow_tracking_uri, home), cfg.experiment, cfg.sample_rate)
-    if cfg.backend == "langfuse":
-        from codesense_ray.config import resolve_secret
-
-        if not cfg.langfuse_host:
-            raise InvalidConfig("tracing.langfuse_host: backend `langfuse` needs the Langfuse base URL")
-        public = resolve_secret(cfg.langfuse_public_key_env) or ""
-        secret = resolve_secret(cfg.langfuse_secret_key_env) or ""
-        return LangfuseTracer(cfg.langfuse_host, public, secret, cfg.sample_rate)
-    raise InvalidConfig(f"tracing.backend: unknown backend {cfg.backend!r} (known: mlflow, langfuse, none)")
+    return TRACERS.build(cfg.backend, cfg, home)

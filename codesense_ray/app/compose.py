@@ -8,22 +8,56 @@ from __future__ import annotations
 
 from codesense_ray.config import Config
 from codesense_ray.errors import IndexNotBuilt
+from codesense_ray.store.base import VectorStore
 from codesense_ray.store.qdrant import IndexStore, open_client
 
 
 def open_store(cfg: Config) -> IndexStore:
-    return IndexStore(open_client(cfg), cfg.index.collection)
+    """The Qdrant the config names: a server when `qdrant.url` is set, else embedded local mode."""
+    return IndexStore(open_client(cfg), cfg.index.collection, embedded=not cfg.qdrant.url)
 
 
-def build_retriever(cfg: Config, store: IndexStore | None = None):
-    """A `Retriever` on the live index with the configured embedder loaded in-process (no Ray)."""
+def query_store(cfg: Config, store: VectorStore, *, long_lived: bool) -> VectorStore:
+    """The store queries should read: for a long-lived process on embedded Qdrant (and `search.memory_index`),
+    an in-memory read replica of the live version; otherwise `store` itself.
+
+    Embedded Qdrant scans every point in Python per query; a process that answers many queries loads the live
+    version once instead. A one-shot `codesense search` is not long-lived and never pays for that load.
+    """
+    if long_lived and store.embedded and cfg.search.memory_index:
+        from codesense_ray.store.memory import MemoryReplica
+
+        return MemoryReplica(store)
+    return store
+
+
+def build_indexer(cfg: Config, store: IndexStore):
+    """An `Indexer` whose heavy step is the Ray Data pipeline (chunk bound = min(config, the model's limit))."""
+    from codesense_ray.index.embedding import read_model_info
+    from codesense_ray.index.indexer import Indexer
+    from codesense_ray.index.pipeline import embed_and_write
+
+    info = read_model_info(cfg.embedding.model, cfg.embedding.max_seq_length)
+    max_tokens = min(cfg.index.max_chunk_tokens, info.max_seq_length)
+
+    def run(tasks: list[dict], collection: str, on_rows) -> None:
+        embed_and_write(cfg, tasks, store, collection, max_tokens, on_rows)
+
+    return Indexer(cfg, store, info, run)
+
+
+def build_retriever(cfg: Config, store: VectorStore | None = None, *, long_lived: bool = False):
+    """A `Retriever` on the live index with the configured embedder loaded in-process (no Ray).
+
+    `long_lived`: the caller will ask many queries (Serve, evaluation, benchmarks) — see `query_store`.
+    """
     from codesense_ray.index.embedding import SentenceTransformerEmbedder
     from codesense_ray.retrieval.retriever import Retriever
 
     store = store or open_store(cfg)
     if store.live_collection() is None:
         raise IndexNotBuilt()
-    return Retriever(store, SentenceTransformerEmbedder(cfg.embedding), cfg.search)
+    return Retriever(query_store(cfg, store, long_lived=long_lived), SentenceTransformerEmbedder(cfg.embedding), cfg.search)
 
 
 def build_answerer(cfg: Config, retriever=None, *, generator=None, tracer=None):

@@ -125,7 +125,7 @@ class SearchConfig(_Section):
     candidates: int = Field(50, ge=1, description="Hits fetched from each signal (dense, sparse, symbol) before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens the rank bonus.")
     memory_index: bool = Field(
-        True, description="Embedded Qdrant: long-lived processes (Serve, eval) search an in-memory copy of the live version from their second query on."
+        True, description="Embedded Qdrant: long-lived processes (Serve, eval, benchmarks) answer queries from an in-memory read replica of the live version, loaded on the first query and reloaded when the alias moves; one-shot CLI searches read Qdrant directly."
     )
     weights: dict[str, float] = Field(
         default_factory=lambda: {"dense": 1.0, "sparse": 1.0, "symbol": 1.0, "path": 1.0},

@@ -22,13 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
-from codesense_ray.errors import CodesenseError
+from codesense_ray.errors import InvalidDataset
 
 
-class InvalidDataset(CodesenseError):
-    """The dataset file is missing, empty, or has a malformed line (the message names the line and the problem)."""
-
-    exit_code = 2
 
 
 def normalize_path(path: str) -> str:

@@ -18,12 +18,9 @@ answer. A metric whose inputs are missing is reported as skipped for that questi
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "YES")  # self-hosted: nothing leaves the machine unasked
 
 from deepeval.metrics import (  # noqa: E402
     AnswerRelevancyMetric,

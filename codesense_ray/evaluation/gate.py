@@ -21,13 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from codesense_ray.errors import CodesenseError
+from codesense_ray.errors import InvalidGates
 
 
-class InvalidGates(CodesenseError):
-    """The gates file is missing or malformed."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from codesense_ray.evaluation import metrics as M
+from codesense_ray.retrieval.retriever import files_from_hits
 from codesense_ray.evaluation.dataset import EvalDataset, EvalQuestion, normalize_path
 from codesense_ray.config.evaluation import JUDGE_METRICS, evaluation_config, normalize_ks
 
@@ -111,13 +112,15 @@ def metric_names(ks: Sequence[int], full: bool, judge_metrics: Sequence[str] = (
 class EvalRunner:
     """Scores a dataset against a retriever and, when given, an answerer (full mode) and a judge.
 
-    `retriever` needs `rank_files`, `search`, `file_line_count` and `repositories` (the `Retriever` API);
-    `answerer` needs `ask` and `retrieve` (the `RagAnswerer` API); `judge` needs `evaluate(...)` and `metrics`
-    (`deepeval_metrics.JudgeSuite`).
+    `retriever` needs `search`, `file_line_count` and `repositories` (the `Retriever` API); it is asked once
+    per question for `candidates` chunks (at least 5 per ranked file), from which both the file ranking and the
+    top chunks come. `answerer` needs `ask` (the `RagAnswerer` API): the judge sees the context the answer was
+    generated from. `judge` needs `evaluate(...)` and `metrics` (`deepeval_metrics.JudgeSuite`).
     """
 
-    def __init__(self, retriever, *, answerer=None, judge=None, ks: Sequence[int] = (1, 3, 5, 10), depth: int = 10) -> None:
+    def __init__(self, retriever, *, answerer=None, judge=None, ks: Sequence[int] = (1, 3, 5, 10), depth: int = 10, candidates: int = 50) -> None:
         self.retriever = retriever
+        self.candidates = candidates
         self.answerer = answerer
         self.judge = judge
         self.ks = normalize_ks(ks)
@@ -198,8 +201,11 @@ class EvalRunner:
 
         gold_keys = [key(q.repo, p) for p in q.gold_files]
         t0 = time.perf_counter()
-        files = self.retriever.rank_files(q.question, k=self.depth, repo_ids=repo_ids)
-        chunks = self.retriever.search(q.question, k=self.ks[-1], repo_ids=repo_ids) if (q.line_spans or (self.judge and not self.full)) else []
+        # One retrieval per question: fused rankings are prefix-stable, so the top chunks and the file
+        # ranking both come from the same candidate list.
+        hits = self.retriever.search(q.question, k=max(self.candidates, self.depth * 5, self.ks[-1]), repo_ids=repo_ids)
+        files = files_from_hits(hits, self.depth)
+        chunks = hits[: self.ks[-1]] if (q.line_spans or (self.judge and not self.full)) else []
         record["retrieval_latency_s"] = round(time.perf_counter() - t0, 4)
 
         ranks = M.gold_ranks([key(f.repo, f.path) for f in files], gold_keys, [f.score for f in files])
@@ -228,12 +234,10 @@ class EvalRunner:
         answer_text = None
         contexts = [_context_text(h) for h in chunks]
         if self.full:
-            answer_text, answer_record, answer_metrics = self._answer(q, repo_ids, gold_keys, key)
+            answer_text, answer_record, answer_metrics, blocks = self._answer(q, repo_ids, gold_keys, key)
             record["answer"] = answer_record
             metrics.update(answer_metrics)
-            if self.judge is not None:
-                _, blocks = self.answerer.retrieve(q.question, None, repo_ids)
-                contexts = [_context_text(b) for b in blocks]
+            contexts = [_context_text(b) for b in blocks]  # the context the answer was generated from
         if self.judge is not None:
             verdicts = self.judge.evaluate(question=q.question, answer=answer_text, expected=q.answer, contexts=contexts)
             record["judge"] = verdicts
@@ -261,14 +265,14 @@ class EvalRunner:
             warnings.append(f"gold file(s) not in the index of {where}: {', '.join(missing)}; they count as misses")
         return missing
 
-    def _answer(self, q: EvalQuestion, repo_ids, gold_keys, key) -> tuple[str | None, dict[str, Any], dict[str, float | None]]:
+    def _answer(self, q: EvalQuestion, repo_ids, gold_keys, key) -> tuple[str | None, dict[str, Any], dict[str, float | None], list]:
         from codesense_ray.errors import CodesenseError
 
         try:
             answer = self.answerer.ask(q.question, repo_ids=repo_ids)
         except CodesenseError as err:
             # One failed answer (generator down, question rejected) is that question's result, not the run's end.
-            return None, {"error": str(err)}, {"citation_valid": None, "citation_gold": 0.0, "answer_latency_s": None}
+            return None, {"error": str(err)}, {"citation_valid": None, "citation_gold": 0.0, "answer_latency_s": None}, []
         cited = [key(s["repo"], s["path"]) for s in answer.sources]
         record = {
             "text": answer.answer,
@@ -283,7 +287,7 @@ class EvalRunner:
             "citation_gold": M.citation_gold(cited, gold_keys),
             "answer_latency_s": round(answer.latency_s, 4),
         }
-        return answer.answer, record, metrics
+        return answer.answer, record, metrics, answer.context
 
     def _unanswerable(self, q: EvalQuestion, reason: str) -> dict[str, Any]:
         ranks = {p: None for p in q.gold_files}
@@ -339,6 +343,9 @@ def build_judge(cfg, enabled: bool):
             "skipped",
             reason="judged metrics skipped: no judge configured (set evaluation.judge.backend to `openai` or `gemini` in codesense.yaml)",
         )
+    from codesense_ray.offline import apply_offline_defaults
+
+    apply_offline_defaults()  # deepeval reads its telemetry switch at import
     from codesense_ray.evaluation.deepeval_metrics import build_judge_suite
 
     suite = build_judge_suite(jcfg, cfg.home)
@@ -382,13 +389,13 @@ def run_evaluation(
     if retriever is None:
         from codesense_ray.app.compose import build_retriever
 
-        retriever = build_retriever(cfg)
+        retriever = build_retriever(cfg, long_lived=True)
     if not retrieval_only and answerer is None:
         from codesense_ray.app.compose import build_answerer
         from codesense_ray.answering.tracing import NoopTracer
 
         answerer = build_answerer(cfg, retriever, tracer=NoopTracer())
-    runner = EvalRunner(retriever, answerer=None if retrieval_only else answerer, judge=judge_suite, ks=ks, depth=ecfg.depth)
+    runner = EvalRunner(retriever, answerer=None if retrieval_only else answerer, judge=judge_suite, ks=ks, depth=ecfg.depth, candidates=cfg.search.candidates)
     report = runner.run(dataset, on_progress=on_progress, judge_status=status)
     out = Path(output_dir) if output_dir else default_output_dir(cfg, dataset, report.mode)
     files = report.write(out)

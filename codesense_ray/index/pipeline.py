@@ -14,9 +14,8 @@ from typing import Callable, Iterator
 
 from codesense_ray.config import Config, resolve_secret
 from codesense_ray.index.stages import ChunkFiles, EmbedChunks, WriteToQdrant, add_sparse_vectors, rows_for_store
+from codesense_ray.offline import apply_offline_defaults
 from codesense_ray.store.qdrant import IndexStore
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 # Files per parse batch: small, so chunking starts streaming into the embedder early.
 PARSE_BATCH = 8
@@ -24,6 +23,7 @@ PARSE_BATCH = 8
 
 def init_ray(cfg: Config) -> None:
     """Join the configured cluster, or start a local one (no dashboard, quiet)."""
+    apply_offline_defaults()
     import ray
 
     if ray.is_initialized():
@@ -139,17 +139,3 @@ def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: 
             rows = rows_for_store(batch)
             store.upsert_rows(collection, rows)
             yield [{"repo_id": r["payload"]["repo_id"], "path": r["payload"]["path"]} for r in rows]
-
-
-def build_indexer(cfg: Config, store: IndexStore):
-    """An `Indexer` whose heavy step is this Ray Data pipeline (chunk bound = min(config, model limit))."""
-    from codesense_ray.index.embedding import read_model_info
-    from codesense_ray.index.indexer import Indexer
-
-    info = read_model_info(cfg.embedding.model, cfg.embedding.max_seq_length)
-    max_tokens = min(cfg.index.max_chunk_tokens, info.max_seq_length)
-
-    def run(tasks: list[dict], collection: str, on_rows: Callable[[list[dict]], None]) -> None:
-        embed_and_write(cfg, tasks, store, collection, max_tokens, on_rows)
-
-    return Indexer(cfg, store, info, run)

@@ -11,6 +11,17 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+#: Version of the stored layout (payload fields, vector names, tokenisation). A live index of another schema is
+#: rebuilt in full on the next run instead of mixing layouts.
+INDEX_SCHEMA = 2
+#: Named vectors of every point: the dense embedding and the sparse lexical (BM25-style, IDF by Qdrant) vector.
+DENSE = "dense"
+SPARSE = "lexical"
+#: Payload flag of the one vector-less metadata point per repository (ref, host, root, when indexed).
+META_KEY = "_meta"
+#: Payload fields searched by exact keyword match (indexed as keyword fields on a Qdrant server).
+KEYWORD_FIELDS = ("repo_id", "path", "def_names", "path_tails", "language")
+
 # Fixed namespace: chunk ids must be identical across machines and runs (idempotent re-indexing).
 _CHUNK_NAMESPACE = uuid.UUID("8c7a3f0e-3c1b-4b7e-9a8e-6a2f51d0c0de")
 

@@ -125,7 +125,7 @@ class WriteToQdrant:
 
         from codesense_ray.store.qdrant import IndexStore
 
-        self.store = IndexStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias="")
+        self.store = IndexStore(QdrantClient(url=url, api_key=api_key, timeout=int(timeout_s)), alias="", embedded=False)
         self.collection = collection
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:

@@ -66,8 +66,12 @@ def run_pipeline_locally(
     eval_dataset: str = "",
     full: bool = False,
     log: TextIO | None = None,
+    build_pipeline: Callable[[PipelineConfig], Any],
 ) -> dict[str, Any]:
     """Run `codesense-rag` with the KFP local runner against a Ray head; returns the index step's output.
+
+    `build_pipeline(pipeline_config)` returns the KFP pipeline function (the caller passes
+    `kfp_wrappers.pipeline.build_pipeline`: the library never imports the outer KFP wrappers).
 
     Without `ray_address` a private head is started (own ports and temp dir) and stopped afterwards;
     with one, that head is used and left running. Task logs go to `log` (default stderr), so `--json`
@@ -76,7 +80,6 @@ def run_pipeline_locally(
     from kfp import local
 
     from codesense_ray.orchestration.local_ray import LocalRayHead
-    from kfp_wrappers.pipeline import build_pipeline
 
     pcfg = section(cfg, "pipeline", PipelineConfig)
     log = log or sys.stderr
@@ -155,8 +158,12 @@ def schedule_pipeline(
     experiment: str | None = None,
     connect_timeout_s: float | None = None,
     client_factory: Callable[..., Any] | None = None,
+    compile_pipeline: Callable[[Path, PipelineConfig], Path],
 ) -> dict[str, Any]:
     """Create (or replace) the recurring run of `codesense-rag` on KFP. Returns the ids involved.
+
+    `compile_pipeline(path, pipeline_config)` writes the pipeline package (the caller passes
+    `kfp_wrappers.compile.compile_pipeline`).
 
     Raises `InvalidSchedule` for a bad cron before any network call, `ServiceUnreachable` when the KFP API
     does not accept a connection within the bounded timeout, `ServiceError` when it refuses a request.
@@ -169,8 +176,6 @@ def schedule_pipeline(
     experiment_name = experiment or pcfg.experiment
     timeout = connect_timeout_s or section(cfg, "jobs", JobsConfig).connect_timeout_s
     probe_tcp(host if "://" in host else f"https://{host}", timeout, ServiceUnreachable, "KFP API", "check pipeline.host / --host")
-
-    from kfp_wrappers.compile import compile_pipeline
 
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 and later"

@@ -10,16 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from qdrant_client import models
-
 from codesense_ray.config import SearchConfig
 from codesense_ray.index.embedding import Embedder
 from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
 from codesense_ray.retrieval.fusion import fuse_rankings
-from codesense_ray.store.memory import MemoryIndex
 from codesense_ray.index.lexical import path_suffixes, query_identifiers, query_paths, query_sparse_vector, split_passages, traceback_functions
 from codesense_ray.sources.repositories import line_url
-from codesense_ray.store.qdrant import DENSE, SPARSE, IndexStore
+from codesense_ray.store.base import VectorStore
 
 # How many definition matches to consider before ranking them (exact lookups are cheap).
 SYMBOL_SCAN_LIMIT = 256
@@ -66,16 +63,25 @@ class FileHit:
     chunks: list[SearchHit] = field(default_factory=list, repr=False)
 
 
+def files_from_hits(hits: Sequence[SearchHit], k: int) -> list[FileHit]:
+    """Chunk hits (best first) aggregated to their files: a file ranks where its best chunk ranks."""
+    files: dict[tuple[str, str], FileHit] = {}
+    for h in hits:
+        key = (h.repo, h.path)
+        if key not in files:
+            files[key] = FileHit(repo=h.repo, path=h.path, score=h.score, url=h.url, chunks=[])
+        files[key].chunks.append(h)
+    return list(files.values())[:k]
+
+
 class Retriever:
     """Searches the live index behind the alias. Backends come in through the constructor."""
 
-    def __init__(self, store: IndexStore, embedder: Embedder | None, cfg: SearchConfig | None = None) -> None:
+    def __init__(self, store: VectorStore, embedder: Embedder | None, cfg: SearchConfig | None = None) -> None:
         self.store = store
         self.embedder = embedder
         self.cfg = cfg or SearchConfig()
         self._metas: tuple[str, dict[str, dict]] | None = None
-        self._memory: MemoryIndex | None = None
-        self._searches = 0
 
     def live(self) -> str:
         live = self.store.live_collection()
@@ -89,18 +95,6 @@ class Retriever:
             self._metas = (live, self.store.repo_metas(live))
         return self._metas[1]
 
-    def memory(self) -> MemoryIndex | None:
-        """The in-memory copy of the live version (embedded Qdrant, from the second search of a process on).
-
-        A one-shot `codesense search` never pays for loading it; the Serve retriever and evaluation runs do, once.
-        """
-        if not (self.cfg.memory_index and self.store.is_local and self._searches >= 1):
-            return None
-        live = self.live()
-        if self._memory is None or self._memory.collection != live:
-            self._memory = MemoryIndex(self.store, live)
-        return self._memory
-
     def search(self, query: str, k: int | None = None, repo_ids: Sequence[str] = ()) -> list[SearchHit]:
         k = k or self.cfg.k
         metas = self.repositories()
@@ -108,16 +102,14 @@ class Retriever:
         if unknown:
             raise RepositoryNotFound(f"unknown repository '{unknown[0]}' (indexed: {', '.join(sorted(metas)) or 'none'})")
         rankings = self.rank_signals(query, repo_ids)
-        self._searches += 1
         fused = fuse_rankings(rankings, self.cfg.weights, self.cfg.rrf_k)[:k]
         ranks = {sig: {pid: i + 1 for i, pid in enumerate(ids)} for sig, ids in rankings.items()}
-        records = {str(r.id): r for r in self.store.client.retrieve(self.store.alias, ids=[pid for pid, _ in fused], with_payload=True)}
+        payloads = self.store.payloads([pid for pid, _ in fused])
         hits = []
         for pid, score in fused:
-            rec = records.get(pid)
-            if rec is None:
+            p = payloads.get(pid)
+            if p is None:
                 continue
-            p = rec.payload
             meta = metas.get(p["repo_id"], {})
             hits.append(
                 SearchHit(
@@ -148,49 +140,28 @@ class Retriever:
     def rank_signals(self, query: str, repo_ids: Sequence[str] = ()) -> dict[str, list[str]]:
         """Ranked point ids from each signal, best first."""
         n = self.cfg.candidates
-        mem = self.memory()
         rankings: dict[str, list[str]] = {}
         weights = self.cfg.weights
         if self.embedder is not None and weights.get("dense", 1.0) > 0:
-            rankings["dense"] = self.dense_matches(query, repo_ids, n, mem)
+            rankings["dense"] = self.dense_matches(query, repo_ids, n)
         if weights.get("sparse", 1.0) > 0:
             idx, val = query_sparse_vector(query)
-            if idx and mem is not None:
-                rankings["sparse"] = mem.sparse(idx, val, n, repo_ids)
-            elif idx:
-                res = self.store.client.query_points(
-                    self.store.alias, query=models.SparseVector(indices=idx, values=val), using=SPARSE, limit=n, query_filter=self._filter(repo_ids), with_payload=False
-                )
-                rankings["sparse"] = [str(p.id) for p in res.points]
+            rankings["sparse"] = self.store.sparse_search(idx, val, n, repo_ids)
         if weights.get("symbol", 1.0) > 0:
-            rankings["symbol"] = self.symbol_matches(query, repo_ids, mem)[:n]
+            rankings["symbol"] = self.symbol_matches(query, repo_ids)[:n]
         if weights.get("path", 1.0) > 0:
-            rankings["path"] = self.path_matches(query, repo_ids, mem)[:n]
+            rankings["path"] = self.path_matches(query, repo_ids)[:n]
         return {sig: ids for sig, ids in rankings.items() if ids}
 
-    def dense_matches(self, query: str, repo_ids: Sequence[str], n: int, mem: MemoryIndex | None = None) -> list[str]:
+    def dense_matches(self, query: str, repo_ids: Sequence[str], n: int) -> list[str]:
         """Nearest chunks to the query; a long query is embedded passage by passage and the lists fused."""
-        passages = split_passages(query)
-        vecs = self.embedder.embed_queries(passages)
-        if mem is not None:
-            lists = [mem.dense(v, n, repo_ids) for v in vecs]
-        else:
-            requests = [models.QueryRequest(query=v.tolist(), using=DENSE, limit=n, filter=self._filter(repo_ids)) for v in vecs]
-            lists = [[str(p.id) for p in r.points] for r in self.store.client.query_batch_points(self.store.alias, requests=requests)]
+        vecs = self.embedder.embed_queries(split_passages(query))
+        lists = self.store.dense_search(vecs, n, repo_ids)
         if len(lists) == 1:
             return lists[0]
         return [pid for pid, _ in fuse_rankings({str(i): ids for i, ids in enumerate(lists)}, k=self.cfg.rrf_k)][:n]
 
-    def _keyword_matches(self, key: str, values: list[str], repo_ids: Sequence[str], mem: MemoryIndex | None, fields: list[str]) -> list[tuple[str, dict]]:
-        """(id, payload) of chunks whose keyword list `key` holds any of `values` (memory index or Qdrant filter)."""
-        if mem is not None:
-            return mem.matching(key, values, repo_ids)[:SYMBOL_SCAN_LIMIT]
-        flt = self._filter(repo_ids)
-        must = [models.FieldCondition(key=key, match=models.MatchAny(any=values))] + (list(flt.must) if flt else [])
-        records, _ = self.store.client.scroll(self.store.alias, scroll_filter=models.Filter(must=must), limit=SYMBOL_SCAN_LIMIT, with_payload=fields)
-        return [(str(r.id), r.payload) for r in records]
-
-    def path_matches(self, query: str, repo_ids: Sequence[str] = (), mem: MemoryIndex | None = None) -> list[str]:
+    def path_matches(self, query: str, repo_ids: Sequence[str] = ()) -> list[str]:
         """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`), longest match first."""
         wanted: dict[str, int] = {}
         for mentioned in query_paths(query):
@@ -198,12 +169,12 @@ class Retriever:
                 wanted[suffix] = max(wanted.get(suffix, 0), depth)
         if not wanted:
             return []
-        matches = self._keyword_matches("path_tails", list(wanted), repo_ids, mem, ["path_tails", "start_line"])
+        matches = self.store.keyword_matches("path_tails", list(wanted), repo_ids, ["path_tails", "start_line"], SYMBOL_SCAN_LIMIT)
         scored = [(max(wanted.get(t, 0) for t in p.get("path_tails") or []), p.get("start_line", 0), pid) for pid, p in matches]
         scored.sort(key=lambda t: (-t[0], t[1]))
         return [pid for _, _, pid in scored]
 
-    def symbol_matches(self, query: str, repo_ids: Sequence[str] = (), mem: MemoryIndex | None = None) -> list[str]:
+    def symbol_matches(self, query: str, repo_ids: Sequence[str] = ()) -> list[str]:
         """Chunks defining a name the query mentions, most specific first.
 
         A match on a code-like name (`verify_token`, `PaymentAuthorizer.authorize`) outranks a match on
@@ -218,7 +189,7 @@ class Retriever:
         weight = {n: (3.0 if any(c in n for c in "._") else 1.0) + (1.0 if f"`{n}" in lowered else 0.0) for n in names}
         for i, fn in enumerate(frames):
             weight[fn.lower()] = weight.get(fn.lower(), 0.0) + 4.0 / (1 + i)
-        records = self._keyword_matches("def_names", list(weight), repo_ids, mem, ["def_names", "symbol"])
+        records = self.store.keyword_matches("def_names", list(weight), repo_ids, ["def_names", "symbol"], SYMBOL_SCAN_LIMIT)
         scored = []
         for pid, payload in records:
             defined = set(payload.get("def_names") or [])
@@ -235,33 +206,8 @@ class Retriever:
     def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
         """Files ranked for `query`: chunk hits aggregated to their files (best chunk decides the rank)."""
         hits = self.search(query, k=chunks or max(self.cfg.candidates, k * 5), repo_ids=repo_ids)
-        files: dict[tuple[str, str], FileHit] = {}
-        for h in hits:
-            key = (h.repo, h.path)
-            if key not in files:
-                files[key] = FileHit(repo=h.repo, path=h.path, score=h.score, url=h.url, chunks=[])
-            files[key].chunks.append(h)
-        return list(files.values())[:k]
+        return files_from_hits(hits, k)
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         """Lines of an indexed file (None when the path is not indexed for that repository)."""
-        mem = self.memory()
-        if mem is not None:
-            return mem.line_counts.get((repo, path))
-        flt = models.Filter(
-            must=[
-                models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo)),
-                models.FieldCondition(key="path", match=models.MatchValue(value=path)),
-            ]
-        )
-        records, _ = self.store.client.scroll(self.store.alias, scroll_filter=flt, limit=64, with_payload=["line_count", "end_line"])
-        if not records:
-            return None
-        return max(r.payload.get("line_count") or r.payload.get("end_line", 0) for r in records)
-
-    @staticmethod
-    def _filter(repo_ids: Sequence[str]) -> models.Filter | None:
-        if not repo_ids:
-            return None
-        return models.Filter(must=[models.FieldCondition(key="repo_id", match=models.MatchAny(any=list(repo_ids)))])
-
+        return self.store.line_count(repo, path)

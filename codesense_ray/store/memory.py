@@ -15,13 +15,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from codesense_ray.store.qdrant import DENSE, META_KEY, SPARSE, IndexStore
+from codesense_ray.index.schema import DENSE, META_KEY, SPARSE
+from codesense_ray.store.base import FileEntry, VectorStore
 
 
 class MemoryIndex:
     """Exact dense / sparse / keyword search over one collection version held in memory."""
 
-    def __init__(self, store: IndexStore, collection: str) -> None:
+    def __init__(self, store: VectorStore, collection: str) -> None:
         self.collection = collection
         ids: list[str] = []
         repos: list[str] = []
@@ -29,9 +30,8 @@ class MemoryIndex:
         postings: dict[int, list[tuple[int, float]]] = defaultdict(list)
         self.keywords: dict[str, dict[str, list[int]]] = {"def_names": defaultdict(list), "path_tails": defaultdict(list)}
         self.payloads: list[dict] = []
-        fields = ["repo_id", "path", "def_names", "path_tails", "symbol", "start_line", "end_line", "line_count", META_KEY]
         self.line_counts: dict[tuple[str, str], int] = {}
-        for rec in store.scroll(collection, with_vectors=True, payload=fields):
+        for rec in store.scroll(collection, with_vectors=True, payload=True):
             if rec.payload.get(META_KEY):
                 continue
             i = len(ids)
@@ -49,7 +49,7 @@ class MemoryIndex:
             for key in self.keywords:
                 for value in rec.payload.get(key) or []:
                     self.keywords[key][value].append(i)
-            self.payloads.append({"def_names": rec.payload.get("def_names") or [], "path_tails": rec.payload.get("path_tails") or [], "symbol": rec.payload.get("symbol"), "start_line": rec.payload.get("start_line", 0)})
+            self.payloads.append(rec.payload)
         self.ids = ids
         self.repos = np.array(repos, dtype=object)
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
@@ -105,3 +105,62 @@ class MemoryIndex:
         hits = sorted({i for v in values for i in table.get(v, ())})
         allowed = set(repo_ids)
         return [(self.ids[i], self.payloads[i]) for i in hits if not allowed or self.repos[i] in allowed]
+
+
+class MemoryReplica:
+    """A `VectorStore` whose queries are answered from an in-memory copy of the live version.
+
+    Versions, the alias and writes go to the primary store (the source of truth); the copy is loaded on the
+    first query and reloaded whenever the alias has moved to another version — a read replica that follows
+    the primary's blue/green switch. Chosen by configuration (`search.memory_index`, embedded Qdrant) for
+    long-lived processes: the Serve retriever and evaluation runs; a one-shot `codesense search` never pays
+    for the load.
+    """
+
+    def __init__(self, primary: VectorStore) -> None:
+        self.primary = primary
+        self.alias = primary.alias
+        self.embedded = primary.embedded
+        self._copy: MemoryIndex | None = None
+        self._by_id: dict[str, int] = {}
+
+    def __getattr__(self, name: str):
+        # Versions, the alias, manifests and writes: the primary's (the replica only answers queries).
+        return getattr(self.primary, name)
+
+    def snapshot(self) -> MemoryIndex | None:
+        """The copy of the live version, (re)loaded when the alias points somewhere new; None with no index."""
+        live = self.primary.live_collection()
+        if live is None:
+            return None
+        if self._copy is None or self._copy.collection != live:
+            self._copy = MemoryIndex(self.primary, live)
+            self._by_id = {pid: i for i, pid in enumerate(self._copy.ids)}
+        return self._copy
+
+    def dense_search(self, vectors, n: int, repo_ids: Sequence[str] = ()) -> list[list[str]]:
+        mem = self.snapshot()
+        return [mem.dense(v, n, repo_ids) for v in vectors] if mem else [[] for _ in vectors]
+
+    def sparse_search(self, indices, values, n: int, repo_ids: Sequence[str] = ()) -> list[str]:
+        mem = self.snapshot()
+        return mem.sparse(indices, values, n, repo_ids) if mem and indices else []
+
+    def keyword_matches(self, key: str, values, repo_ids: Sequence[str], fields, limit: int) -> list[tuple[str, dict]]:
+        mem = self.snapshot()
+        if mem is None:
+            return []
+        return [(pid, {f: p.get(f) for f in fields if f in p}) for pid, p in mem.matching(key, values, repo_ids)[:limit]]
+
+    def payloads(self, ids) -> dict[str, dict]:
+        mem = self.snapshot()
+        if mem is None:
+            return {}
+        return {pid: mem.payloads[self._by_id[pid]] for pid in ids if pid in self._by_id}
+
+    def line_count(self, repo_id: str, path: str) -> int | None:
+        mem = self.snapshot()
+        return mem.line_counts.get((repo_id, path)) if mem else None
+
+    def manifest(self, collection: str, repo_id: str) -> dict[str, FileEntry]:
+        return self.primary.manifest(collection, repo_id)

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from qdrant_client import QdrantClient, models
 
 from codesense_ray.config import Config, resolve_secret
 from codesense_ray.errors import StorageLocked
+from codesense_ray.index.schema import DENSE, KEYWORD_FIELDS, META_KEY, SPARSE  # noqa: F401  (re-exported)
+from codesense_ray.store.base import FileEntry, VectorStore  # noqa: F401  (re-exported)
 
-DENSE = "dense"
-SPARSE = "lexical"
-META_KEY = "_meta"
 _META_NAMESPACE = uuid.UUID("0b5c3d58-8d6f-4bb4-a3c5-2f0c7b1e9a41")
-KEYWORD_FIELDS = ("repo_id", "path", "def_names", "path_tails", "language")
 
 
 def open_client(cfg: Config) -> QdrantClient:
@@ -49,26 +46,22 @@ def new_version_name(alias: str) -> str:
     return f"{alias}__{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}"
 
 
-@dataclass
-class FileEntry:
-    """What the live index holds for one file: its content hash and the ids of its chunks."""
-
-    file_hash: str
-    chunk_ids: list[str]
-
-
 def _repo_filter(repo_ids: Iterable[str], *, negate: bool = False) -> models.Filter:
     cond = models.FieldCondition(key="repo_id", match=models.MatchAny(any=list(repo_ids)))
     return models.Filter(must_not=[cond]) if negate else models.Filter(must=[cond])
 
 
 class IndexStore:
-    """The versioned collections behind `alias` in one Qdrant (embedded or server)."""
+    """The versioned collections behind `alias` in one Qdrant: embedded (local mode) or a server.
 
-    def __init__(self, client: QdrantClient, alias: str) -> None:
+    Implements `VectorStore`. `embedded` is what the configuration chose (`qdrant.url` unset): embedded Qdrant
+    scans every point in Python per query and ignores payload indexes; a server builds keyword indexes.
+    """
+
+    def __init__(self, client: QdrantClient, alias: str, *, embedded: bool) -> None:
         self.client = client
         self.alias = alias
-        self.is_local = type(client._client).__name__ == "QdrantLocal"
+        self.embedded = embedded
 
     # --- versions and the alias -------------------------------------------------------------------
     def live_collection(self) -> str | None:
@@ -89,7 +82,7 @@ class IndexStore:
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
-        if not self.is_local:  # embedded Qdrant ignores payload indexes (and warns); the server needs them
+        if not self.embedded:  # embedded Qdrant ignores payload indexes (and warns); the server needs them
             for field in KEYWORD_FIELDS:
                 self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
         return name
@@ -215,3 +208,51 @@ class IndexStore:
 
     def copy_other_repos(self, src: str, dst: str, exclude_repo_ids: Iterable[str]) -> int:
         return self.copy_points(src, dst, flt=_repo_filter(exclude_repo_ids, negate=True))
+
+    # --- queries on the live version (the retrieval side of `VectorStore`) ---------------------------
+    def dense_search(self, vectors: Sequence[Sequence[float]], n: int, repo_ids: Sequence[str] = ()) -> list[list[str]]:
+        """Per query vector, the ids of the `n` nearest chunks (cosine), best first; one batched request."""
+        flt = _repo_filter(repo_ids) if repo_ids else None
+        requests = [models.QueryRequest(query=[float(x) for x in v], using=DENSE, limit=n, filter=flt) for v in vectors]
+        return [[str(p.id) for p in r.points] for r in self.client.query_batch_points(self.alias, requests=requests)]
+
+    def sparse_search(self, indices: Sequence[int], values: Sequence[float], n: int, repo_ids: Sequence[str] = ()) -> list[str]:
+        """Ids of the `n` best chunks by the IDF-weighted sparse dot product, best first."""
+        if not indices:
+            return []
+        res = self.client.query_points(
+            self.alias,
+            query=models.SparseVector(indices=list(indices), values=list(values)),
+            using=SPARSE,
+            limit=n,
+            query_filter=_repo_filter(repo_ids) if repo_ids else None,
+            with_payload=False,
+        )
+        return [str(p.id) for p in res.points]
+
+    def keyword_matches(self, key: str, values: Sequence[str], repo_ids: Sequence[str], fields: Sequence[str], limit: int) -> list[tuple[str, dict]]:
+        """(id, payload with `fields`) of up to `limit` chunks whose keyword list `key` holds any of `values`."""
+        must: list[Any] = [models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))]
+        if repo_ids:
+            must.append(models.FieldCondition(key="repo_id", match=models.MatchAny(any=list(repo_ids))))
+        records, _ = self.client.scroll(self.alias, scroll_filter=models.Filter(must=must), limit=limit, with_payload=list(fields))
+        return [(str(r.id), r.payload) for r in records]
+
+    def payloads(self, ids: Sequence[str]) -> dict[str, dict]:
+        """Full payloads of the live version's points `ids` (unknown ids are absent)."""
+        if not ids:
+            return {}
+        return {str(r.id): r.payload for r in self.client.retrieve(self.alias, ids=list(ids), with_payload=True)}
+
+    def line_count(self, repo_id: str, path: str) -> int | None:
+        """Lines of an indexed file in the live version (None when that path is not indexed for the repository)."""
+        flt = models.Filter(
+            must=[
+                models.FieldCondition(key="repo_id", match=models.MatchValue(value=repo_id)),
+                models.FieldCondition(key="path", match=models.MatchValue(value=path)),
+            ]
+        )
+        records, _ = self.client.scroll(self.alias, scroll_filter=flt, limit=64, with_payload=["line_count", "end_line"])
+        if not records:
+            return None
+        return max(r.payload.get("line_count") or r.payload.get("end_line", 0) for r in records)

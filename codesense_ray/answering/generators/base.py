@@ -13,27 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from codesense_ray.errors import CodesenseError
+from codesense_ray.backends import BackendRegistry
+from codesense_ray.errors import GeneratorError  # noqa: F401  (re-exported: the error every backend raises)
 from codesense_ray.config.answering import GeneratorConfig
 
 DEFAULT_GEMINI_MODEL = "gemini-2.5-pro"
 DEFAULT_GEMINI_KEY_ENV = "GEMINI_API_KEY"
 
 
-class GeneratorError(CodesenseError):
-    """The model backend is down, timed out, or answered with an error. The HTTP layer maps it to 502.
-
-    `backend` names the generator, `status` is the HTTP status the backend returned (None for connection
-    errors and timeouts), `reason` is a short human-readable cause.
-    """
-
-    exit_code = 5
-
-    def __init__(self, backend: str, reason: str, status: int | None = None) -> None:
-        self.backend = backend
-        self.reason = reason
-        self.status = status
-        super().__init__(f"generator `{backend}` failed: {reason}")
 
 
 @dataclass
@@ -80,48 +67,18 @@ def read_api_key(env_name: str | None, backend: str, *, required: bool) -> str |
     return value or None
 
 
+#: `generator.backend` → factory(cfg, home). `extractive` builds nothing: the RAG answerer answers without a model.
+GENERATORS: BackendRegistry[Generator | None] = BackendRegistry("generator.backend")
+GENERATORS.register("extractive", lambda cfg, home: None)
+GENERATORS.register("openai", "codesense_ray.answering.generators.openai_compatible:from_config")
+GENERATORS.register("gemini", "codesense_ray.answering.generators.gemini:from_config")
+GENERATORS.register("local", "codesense_ray.answering.generators.local:from_config")
+
+
 def build_generator(cfg: GeneratorConfig, home: Path) -> Generator | None:
     """The configured LLM backend, or None for `extractive` (which needs no model).
 
     `home` is `$CODESENSE_HOME`: the `local` backend caches converted models under `home/models/`.
     Raises `InvalidConfig` when a required setting (base URL, API key env var) is missing.
     """
-    from codesense_ray.errors import InvalidConfig
-
-    if cfg.backend == "extractive":
-        return None
-    if cfg.backend == "openai":
-        from codesense_ray.answering.generators.openai_compatible import OpenAIGenerator
-
-        if not cfg.base_url:
-            raise InvalidConfig("generator.base_url: backend `openai` needs the API root, e.g. http://vllm:8000/v1")
-        if not cfg.model:
-            raise InvalidConfig("generator.model: backend `openai` needs the served model name")
-        key = read_api_key(cfg.api_key_env, "openai", required=False)
-        return OpenAIGenerator(
-            base_url=cfg.base_url,
-            model=cfg.model,
-            api_key=key,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-            max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature,
-        )
-    if cfg.backend == "gemini":
-        from codesense_ray.answering.generators.gemini import GeminiGenerator
-
-        key = read_api_key(cfg.api_key_env or DEFAULT_GEMINI_KEY_ENV, "gemini", required=True)
-        return GeminiGenerator(
-            model=cfg.model or DEFAULT_GEMINI_MODEL,
-            api_key=key or "",
-            base_url=cfg.base_url,
-            timeout_s=cfg.timeout_s,
-            max_retries=cfg.max_retries,
-            max_tokens=cfg.max_tokens,
-            temperature=cfg.temperature,
-        )
-    if cfg.backend == "local":
-        from codesense_ray.answering.generators.local import LocalGenerator
-
-        return LocalGenerator.from_config(cfg, home)
-    raise InvalidConfig(f"generator.backend: unknown backend {cfg.backend!r} (known: extractive, openai, gemini, local)")
+    return GENERATORS.build(cfg.backend, cfg, home)

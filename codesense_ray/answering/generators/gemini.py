@@ -10,7 +10,10 @@ import time
 from collections.abc import Generator as PyGenerator
 from typing import Any
 
-from codesense_ray.answering.generators.base import Generation, GeneratorError
+from pathlib import Path
+
+from codesense_ray.answering.generators.base import DEFAULT_GEMINI_KEY_ENV, DEFAULT_GEMINI_MODEL, Generation, GeneratorError, read_api_key
+from codesense_ray.config.answering import GeneratorConfig
 
 
 def split_messages(messages: list[dict]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -152,3 +155,17 @@ class GeminiGenerator:
             finish_reason=finish_reason,
             latency_s=time.perf_counter() - started,
         )
+
+
+def from_config(cfg: GeneratorConfig, home: Path) -> GeminiGenerator:
+    """`generator.backend: gemini` — Gemini through google-genai; the key comes from `generator.api_key_env`."""
+    key = read_api_key(cfg.api_key_env or DEFAULT_GEMINI_KEY_ENV, "gemini", required=True)
+    return GeminiGenerator(
+        model=cfg.model or DEFAULT_GEMINI_MODEL,
+        api_key=key or "",
+        base_url=cfg.base_url,
+        timeout_s=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+        max_tokens=cfg.max_tokens,
+        temperature=cfg.temperature,
+    )

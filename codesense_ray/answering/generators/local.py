@@ -276,3 +276,8 @@ class LocalGenerator:
             finish_reason="length" if completion >= kwargs["max_new_tokens"] else "stop",
             latency_s=time.perf_counter() - started,
         )
+
+
+def from_config(cfg: GeneratorConfig, home: Path) -> LocalGenerator:
+    """`generator.backend: local` — a Hugging Face causal LM in process (the packaged Gemma by default)."""
+    return LocalGenerator.from_config(cfg, home)

@@ -11,7 +11,11 @@ import time
 from collections.abc import Generator as PyGenerator
 from typing import Any
 
-from codesense_ray.answering.generators.base import Generation, GeneratorError
+from pathlib import Path
+
+from codesense_ray.answering.generators.base import Generation, GeneratorError, read_api_key
+from codesense_ray.config.answering import GeneratorConfig
+from codesense_ray.errors import InvalidConfig
 
 # Servers without auth (vLLM, Ollama) still need *some* key: the SDK refuses to start without one.
 PLACEHOLDER_KEY = "not-needed"
@@ -138,3 +142,20 @@ class OpenAIGenerator:
             finish_reason=finish_reason,
             latency_s=time.perf_counter() - started,
         )
+
+
+def from_config(cfg: GeneratorConfig, home: Path) -> OpenAIGenerator:
+    """`generator.backend: openai` — any OpenAI-compatible server (vLLM on KServe, llama.cpp, Ollama)."""
+    if not cfg.base_url:
+        raise InvalidConfig("generator.base_url: backend `openai` needs the API root, e.g. http://vllm:8000/v1")
+    if not cfg.model:
+        raise InvalidConfig("generator.model: backend `openai` needs the served model name")
+    return OpenAIGenerator(
+        base_url=cfg.base_url,
+        model=cfg.model,
+        api_key=read_api_key(cfg.api_key_env, "openai", required=False),
+        timeout_s=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+        max_tokens=cfg.max_tokens,
+        temperature=cfg.temperature,
+    )

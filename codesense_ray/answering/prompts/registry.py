@@ -31,7 +31,8 @@ from urllib.parse import quote
 
 import yaml
 
-from codesense_ray.errors import CodesenseError, InvalidConfig
+from codesense_ray.backends import BackendRegistry
+from codesense_ray.errors import CodesenseError, InvalidConfig, PromptNotFound, PromptRegistryError
 from codesense_ray.config.answering import PromptsConfig, resolve_mlflow_uri
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,8 @@ _SINGLE = re.compile(r"\{(question|context)\}")
 _DOUBLE = re.compile(r"\{\{\s*(question|context)\s*\}\}")
 
 
-class PromptNotFound(CodesenseError):
-    """The registry has no prompt under that name, label or version."""
-
-    exit_code = 2
 
 
-class PromptRegistryError(CodesenseError):
-    """Pushing to a prompt registry failed (unreachable, unauthorised, rejected); the message says which and why."""
-
-    exit_code = 5
 
 
 @dataclass(frozen=True)
@@ -330,18 +323,33 @@ def _langfuse_keys(cfg: PromptsConfig) -> tuple[str, str, str]:
     return cfg.langfuse_host, public or "", secret or ""
 
 
+def _file_registry(cfg: PromptsConfig, home: Path) -> PromptRegistry:
+    return FilePromptRegistry(cfg.path)
+
+
+def _common(cfg: PromptsConfig) -> dict[str, Any]:
+    return {"label": cfg.label, "version": cfg.version, "cache_ttl_s": cfg.cache_ttl_s, "fallback": load_prompt_file(cfg.path)}
+
+
+def _mlflow_registry(cfg: PromptsConfig, home: Path) -> PromptRegistry:
+    return MlflowPromptRegistry(resolve_mlflow_uri(cfg.mlflow_tracking_uri, home), cfg.name, **_common(cfg))
+
+
+def _langfuse_registry(cfg: PromptsConfig, home: Path) -> PromptRegistry:
+    host, public, secret = _langfuse_keys(cfg)
+    return LangfusePromptRegistry(host, public, secret, cfg.name, fetch_timeout_s=cfg.fetch_timeout_s, **_common(cfg))
+
+
+#: `prompts.backend` → factory(cfg, home). Remote registries fall back to the packaged prompt when unreachable.
+PROMPT_REGISTRIES: BackendRegistry[PromptRegistry] = BackendRegistry("prompts.backend")
+PROMPT_REGISTRIES.register("file", _file_registry)
+PROMPT_REGISTRIES.register("mlflow", _mlflow_registry)
+PROMPT_REGISTRIES.register("langfuse", _langfuse_registry)
+
+
 def build_prompt_registry(cfg: PromptsConfig, home: Path) -> PromptRegistry:
     """The configured registry. Remote ones fall back to the packaged prompt (or `cfg.path`) when unreachable."""
-    if cfg.backend == "file":
-        return FilePromptRegistry(cfg.path)
-    fallback = load_prompt_file(cfg.path)
-    common = {"label": cfg.label, "version": cfg.version, "cache_ttl_s": cfg.cache_ttl_s, "fallback": fallback}
-    if cfg.backend == "mlflow":
-        return MlflowPromptRegistry(resolve_mlflow_uri(cfg.mlflow_tracking_uri, home), cfg.name, **common)
-    if cfg.backend == "langfuse":
-        host, public, secret = _langfuse_keys(cfg)
-        return LangfusePromptRegistry(host, public, secret, cfg.name, fetch_timeout_s=cfg.fetch_timeout_s, **common)
-    raise InvalidConfig(f"prompts.backend: unknown backend {cfg.backend!r} (known: file, mlflow, langfuse)")
+    return PROMPT_REGISTRIES.build(cfg.backend, cfg, home)
 
 
 def push_prompt(

@@ -16,7 +16,7 @@ from typing import Any
 MAX_WARNINGS_SHOWN = 20
 
 
-from codesense_ray.app.cli.main import positive_int  # noqa: E402  (the CLI's shared argument type)
+from codesense_ray.app.cli.common import positive_int  # noqa: E402  (the CLI's shared argument type)
 
 
 def _ks_arg(text: str) -> list[int]:
@@ -54,7 +54,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from codesense_ray.app.cli.main import emit
+    from codesense_ray.app.cli.common import emit
     from codesense_ray.config import load_config
     from codesense_ray.evaluation.dataset import load_dataset
     from codesense_ray.evaluation.gate import check_gates, load_gates
@@ -80,7 +80,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     try:
         from codesense_ray.app.compose import build_retriever
 
-        retriever = build_retriever(cfg)
+        retriever = build_retriever(cfg, long_lived=True)
         outcome = run_evaluation(
             cfg,
             dataset,

@@ -7,58 +7,17 @@ Heavy modules (torch, ray) are imported inside the commands that need them, so `
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from codesense_ray.errors import CodesenseError
-
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow's INFO chatter (table creation, trace flushes)
-
-Handler = Callable[[argparse.Namespace], int]
+from codesense_ray.offline import apply_offline_defaults
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--config", default=None, help="path to codesense.yaml (default ./codesense.yaml, env CODESENSE_CONFIG)")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")
-    return p
-
-
-def emit(args: argparse.Namespace, payload: Any, human: Callable[[], None]) -> None:
-    if args.json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    else:
-        human()
-
-
-def _load(args: argparse.Namespace):
-    from codesense_ray.config import load_config
-
-    return load_config(args.config)
-
-
-def _open_store(cfg):
-    from codesense_ray.app.compose import open_store
-
-    return open_store(cfg)
+from codesense_ray.app.cli.common import Handler, common_parser as _common, emit, positive_int  # noqa: F401
+from codesense_ray.app.cli.common import load_config_from_args as _load, open_store as _open_store
 
 
 # --- index ----------------------------------------------------------------------------------------
@@ -67,7 +26,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from codesense_ray.index.pipeline import build_indexer
+    from codesense_ray.app.compose import build_indexer
 
     cfg = _load(args)
     indexer = build_indexer(cfg, _open_store(cfg))
@@ -309,6 +268,7 @@ def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_offline_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

@@ -79,11 +79,12 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
     from codesense_ray.config import config_path
     from codesense_ray.errors import CodesenseError
     from codesense_ray.orchestration.kfp_runs import run_pipeline_locally
+    from kfp_wrappers.pipeline import build_pipeline
 
     if not args.local:
         raise CodesenseError("only --local runs are started from here; on Kubeflow use `codesense pipeline schedule` or the KFP UI")
     cfg = _load(args)
-    result = run_pipeline_locally(cfg, config_path(args.config), ray_address=args.ray_address, eval_dataset=args.eval_dataset or "", full=args.full)
+    result = run_pipeline_locally(cfg, config_path(args.config), ray_address=args.ray_address, eval_dataset=args.eval_dataset or "", full=args.full, build_pipeline=build_pipeline)
 
     def human() -> None:
         idx = (result.get("index") or {}).get("summary") or {}
@@ -99,11 +100,12 @@ def cmd_pipeline_run(args: argparse.Namespace) -> int:
 def cmd_pipeline_schedule(args: argparse.Namespace) -> int:
     from codesense_ray.orchestration.cron import to_kfp_cron
     from codesense_ray.orchestration.kfp_runs import schedule_pipeline
+    from kfp_wrappers.compile import compile_pipeline
 
     if args.cron is not None:
         to_kfp_cron(args.cron)  # reject before even reading the config
     cfg = _load(args)
-    result = schedule_pipeline(cfg, args.cron, host=args.host, experiment=args.experiment)
+    result = schedule_pipeline(cfg, args.cron, host=args.host, experiment=args.experiment, compile_pipeline=compile_pipeline)
     _emit(
         args,
         result,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from ray import serve
 
 from codesense_ray.config import Config, config_from_dict, resolve_secret
-from codesense_ray.errors import CodesenseError, IndexNotBuilt, RepositoryNotFound, StorageLocked
+from codesense_ray.errors import CodesenseError, IndexNotBuilt, RepositoryNotFound, StorageLocked, http_status
 from codesense_ray.answering.generators.base import Generation, GeneratorError
 
 log = logging.getLogger("codesense.serve")
@@ -49,23 +49,9 @@ def _repo_ids(repo: str | list[str] | None) -> list[str]:
     return [repo] if isinstance(repo, str) else list(repo)
 
 
-_ERROR_STATUS: list[tuple[type[Exception], int]] = [
-    (RepositoryNotFound, 404),
-    (IndexNotBuilt, 503),
-    (StorageLocked, 503),
-    (GeneratorError, 502),
-]
-
-
 def error_status(err: Exception) -> int:
-    from codesense_ray.answering.answerer import InvalidQuestion
-
-    if isinstance(err, InvalidQuestion):
-        return 422
-    for cls, status in _ERROR_STATUS:
-        if isinstance(err, cls):
-            return status
-    return 500
+    """The HTTP status of a domain error, from the one table in `codesense_ray.errors` (500 otherwise)."""
+    return http_status(err)
 
 
 def _error_payload(err: Exception) -> dict:
@@ -97,12 +83,14 @@ class RetrieverDeployment:
     """Holds the embedding model and the Qdrant client. Embedded Qdrant: exactly one replica."""
 
     def __init__(self, config: dict) -> None:
-        from codesense_ray.app.compose import open_store
+        from codesense_ray.app.compose import open_store, query_store
         from codesense_ray.index.embedding import SentenceTransformerEmbedder
         from codesense_ray.retrieval.retriever import Retriever
 
         cfg = _config(config)
-        self.retriever = Retriever(open_store(cfg), SentenceTransformerEmbedder(cfg.embedding), cfg.search)
+        # Not `build_retriever`: the app must start (and answer 503) before the first index exists.
+        store = query_store(cfg, open_store(cfg), long_lived=True)
+        self.retriever = Retriever(store, SentenceTransformerEmbedder(cfg.embedding), cfg.search)
 
     def search(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
         try:

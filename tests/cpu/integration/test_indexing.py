@@ -10,7 +10,7 @@ import pytest
 from codesense_ray.config import load_config
 from codesense_ray.index.embedding import SentenceTransformerEmbedder
 from codesense_ray.errors import IndexingFailed, IndexNotBuilt, RepositoryNotFound
-from codesense_ray.index.pipeline import build_indexer
+from codesense_ray.app.compose import build_indexer
 from codesense_ray.retrieval.retriever import Retriever
 from codesense_ray.store.qdrant import IndexStore, open_client
 from tests.conftest import PAYMENTS, write_config
@@ -39,7 +39,7 @@ class Env:
 
     def __init__(self, config_path: Path, embedder) -> None:
         self.cfg = load_config(config_path)
-        self.store = IndexStore(open_client(self.cfg), self.cfg.index.collection)
+        self.store = IndexStore(open_client(self.cfg), self.cfg.index.collection, embedded=True)
         self.indexer = build_indexer(self.cfg, self.store)
         self.retriever = Retriever(self.store, embedder, self.cfg.search)
 
@@ -186,23 +186,3 @@ def test_retention_drops_old_versions(project, embedder):
     versions = env.store.versions()
     assert len(versions) == 2 and versions[-1] == env.store.live_collection()
     env.store.client.close()
-
-
-def test_memory_index_is_congruent_with_qdrant(env):
-    """The in-memory copy (second search on) ranks every signal exactly like embedded Qdrant does."""
-    env.indexer.run()
-    queries = [
-        "How are JWT bearer tokens verified?",
-        "`verify_bearer_token` raises TokenError",
-        'File "/srv/app/auth/permissions.py", line 3, in require_scope',
-        "terraform KMS key for the signing secret",
-    ]
-    for q in queries:
-        env.retriever._searches = 0
-        qdrant = env.retriever.rank_signals(q, ["payments"])
-        env.retriever._searches = 1
-        memory = env.retriever.rank_signals(q, ["payments"])
-        assert env.retriever._memory is not None and len(env.retriever._memory) > 20
-        assert set(qdrant) == set(memory)
-        for signal in qdrant:
-            assert qdrant[signal][:10] == memory[signal][:10], (q, signal)

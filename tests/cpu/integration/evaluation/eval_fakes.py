@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from codesense_ray.answering.answerer import Answer
-from codesense_ray.retrieval.retriever import FileHit, SearchHit
+from codesense_ray.retrieval.retriever import SearchHit
 
 
 @dataclass
@@ -23,14 +23,13 @@ class FakeRetriever:
     def repositories(self) -> dict[str, dict]:
         return {repo: {} for repo, _ in self.index}
 
-    def rank_files(self, query, k=10, repo_ids=()):
-        self.calls.append(("rank_files", query, k))
-        rows = [r for r in self.files.get(query, []) if not repo_ids or r[0] in repo_ids]
-        return [FileHit(repo=r, path=p, score=s, url=f"file:///{p}") for r, p, s in rows][:k]
-
     def search(self, query, k=10, repo_ids=()):
+        """Scripted chunks first, then one hit per scripted file not already among them (best first)."""
         self.calls.append(("search", query, k))
-        rows = [r for r in self.chunks.get(query, []) if not repo_ids or r[0] in repo_ids]
+        rows = list(self.chunks.get(query, []))
+        seen = {(r, p) for r, p, *_ in rows}
+        rows += [(r, p, 1, 1, s) for r, p, s in self.files.get(query, []) if (r, p) not in seen]
+        rows = [r for r in rows if not repo_ids or r[0] in repo_ids]
         return [
             SearchHit(id=f"{p}:{a}", repo=r, path=p, start_line=a, end_line=b, url=f"file:///{p}#L{a}", score=s, text=f"code of {p} {a}-{b}")
             for r, p, a, b, s in rows
@@ -60,8 +59,5 @@ class FakeAnswerer:
         return Answer(
             answer=text, sources=sources, trace_id=None, model="fake:model", prompt={"name": "rag-code-assistant", "version": "7", "source": "file"},
             citations=citations, latency_s=self.latency_s,
+            context=[SimpleNamespace(path="app/auth/jwt.py", start_line=78, end_line=110, text="def verify_bearer_token(...): ...")],
         )
-
-    def retrieve(self, question, k, repo_ids):
-        blocks = [SimpleNamespace(path="app/auth/jwt.py", start_line=78, end_line=110, text="def verify_bearer_token(...): ...")]
-        return [], blocks

@@ -74,8 +74,9 @@ def test_retrieval_only_metrics_and_records(tmp_path):
     assert [f["gold"] for f in by_id["a"]["files"]] == [False, True, False]
     assert by_id["b"]["gold_ranks"] == {"app/auth/permissions.py": 1, "README.md": 3}
     assert by_id["d"]["error"] == "repository not indexed"
-    # Files ranked to `depth`, chunks searched to the largest k, and only for questions with gold lines.
-    assert ("rank_files", "qa", 5) in r.calls and ("search", "qa", 3) in r.calls and not any(c[0] == "search" and c[1] == "qb" for c in r.calls)
+    # One retrieval per question: files and chunks both come from the same candidate list.
+    assert [c for c in r.calls if c[1] == "qa"] == [("search", "qa", 50)]
+    assert [c for c in r.calls if c[1] == "qb"] == [("search", "qb", 50)]
     assert report.hit_curve == [0.25, 0.5, 0.5, 0.5, 0.5]
 
 

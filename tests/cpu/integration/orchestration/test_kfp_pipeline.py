@@ -89,7 +89,7 @@ def test_schedule_uploads_pipeline_and_creates_recurring_run(tmp_path, fake_kfp,
     from codesense_ray.config import config_from_dict
 
     cfg = config_from_dict({"repositories": []}, tmp_path)
-    result = schedule_pipeline(cfg, "0 3 * * *", host=url)
+    result = schedule_pipeline(cfg, "0 3 * * *", host=url, compile_pipeline=compile_pipeline)
 
     assert result["cron"] == "0 0 3 * * *" and result["pipeline_version_uploaded"] is True
     run = state.recurring_runs[result["recurring_run_id"]]
@@ -118,8 +118,8 @@ def test_scheduling_again_reuses_the_version_and_replaces_the_run(tmp_path, fake
     from codesense_ray.config import config_from_dict
 
     cfg = config_from_dict({"repositories": []}, tmp_path)
-    first = schedule_pipeline(cfg, "0 3 * * *", host=url)
-    second = schedule_pipeline(cfg, "30 2 * * *", host=url)
+    first = schedule_pipeline(cfg, "0 3 * * *", host=url, compile_pipeline=compile_pipeline)
+    second = schedule_pipeline(cfg, "30 2 * * *", host=url, compile_pipeline=compile_pipeline)
 
     assert second["pipeline_version_uploaded"] is False and second["pipeline_version_id"] == first["pipeline_version_id"]
     assert second["replaced"] == [first["recurring_run_id"]]
@@ -133,4 +133,4 @@ def test_schedule_against_unreachable_kfp_fails_fast(tmp_path):
 
     host = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ServiceUnreachable, match=f"KFP API at {host} is unreachable"):
-        schedule_pipeline(config_from_dict({"repositories": []}, tmp_path), "@daily", host=host, connect_timeout_s=1)
+        schedule_pipeline(config_from_dict({"repositories": []}, tmp_path), "@daily", host=host, connect_timeout_s=1, compile_pipeline=compile_pipeline)

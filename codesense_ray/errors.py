@@ -44,6 +44,10 @@ class StorageLocked(CodesenseError):
 
 
 
+class NoRollbackTarget(CodesenseError):
+    """`codesense index rollback` has no retained version to move the alias to (or the one named is not retained)."""
+
+
 class IndexingFailed(CodesenseError):
     """An index run failed; the previous index is still serving behind the alias."""
 
@@ -155,6 +159,7 @@ ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
     (InvalidConfig, 2, 500),
     (RepositoryNotFound, 2, 404),
     (IndexNotBuilt, 3, 503),
+    (NoRollbackTarget, 2, 409),
     (StorageLocked, 4, 503),
     (GeneratorError, 5, 502),
     (PromptRegistryError, 5, 502),

@@ -46,6 +46,39 @@ def build_indexer(cfg: Config, store: IndexStore):
     return Indexer(cfg, store, info, run)
 
 
+def build_index_gate(cfg: Config, store: IndexStore, gates_path: str, dataset_path: str | None = None):
+    """The quality gate `codesense index --gate` applies to a candidate version before the alias moves to it.
+
+    Retrieval is evaluated on the candidate collection itself (pinned, not the alias) with the dataset
+    `dataset_path` or `evaluation.dataset`; the rules come from `gates_path`. Both files are read now, so a bad
+    gate or dataset fails before anything is embedded.
+    """
+    from pathlib import Path
+
+    from codesense_ray.config.evaluation import evaluation_config
+    from codesense_ray.errors import InvalidConfig
+    from codesense_ray.evaluation.dataset import load_dataset
+    from codesense_ray.evaluation.gate import GateVerdict, check_gates, load_gates
+    from codesense_ray.evaluation.runner import EvalRunner
+    from codesense_ray.index.embedding import SentenceTransformerEmbedder
+    from codesense_ray.retrieval.retriever import Retriever
+
+    ecfg = evaluation_config(cfg)
+    dataset_path = dataset_path or (str(Path(cfg.base_dir) / ecfg.dataset) if ecfg.dataset else None)
+    if not dataset_path:
+        raise InvalidConfig("evaluation.dataset: `--gate` needs an evaluation set (set evaluation.dataset or pass --dataset FILE)")
+    rules = load_gates(gates_path)
+    dataset = load_dataset(dataset_path)
+
+    def gate(collection: str) -> GateVerdict:
+        pinned = query_store(cfg, store.pinned(collection), long_lived=True)
+        retriever = Retriever(pinned, SentenceTransformerEmbedder(cfg.embedding), cfg.search)
+        report = EvalRunner(retriever, ks=ecfg.ks, depth=ecfg.depth, candidates=cfg.search.candidates).run(dataset)
+        return GateVerdict(dataset_path, report.metrics, check_gates(report.metrics, rules))
+
+    return gate
+
+
 def build_retriever(cfg: Config, store: VectorStore | None = None, *, long_lived: bool = False):
     """A `Retriever` on the live index with the configured embedder loaded in-process (no Ray).
 

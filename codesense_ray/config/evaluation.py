@@ -105,6 +105,11 @@ class EvaluationConfig(_Section):
     )
     experiment: str = Field(DEFAULT_EXPERIMENT, description="MLflow experiment holding evaluation runs (kept apart from the request traces).")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="The LLM judge used by `codesense eval --judge`.")
+    dataset: str | None = Field(
+        None,
+        description="Default evaluation set (JSONL, relative to this file) for `codesense index --gate`: the candidate index is "
+        "scored on it before the alias moves. `--dataset` overrides it for one run.",
+    )
 
     @field_validator("ks")
     @classmethod

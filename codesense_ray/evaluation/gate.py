@@ -51,6 +51,22 @@ class GateFailure:
         return {"metric": self.metric, "value": self.value, "threshold": self.threshold, "kind": self.kind, "message": self.message()}
 
 
+@dataclass
+class GateVerdict:
+    """The outcome of gating a candidate: the metrics it scored on `dataset` and the rules it broke (none: passed)."""
+
+    dataset: str
+    metrics: dict[str, float | None]
+    failures: list[GateFailure]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "dataset": self.dataset, "metrics": self.metrics, "failures": [f.to_dict() for f in self.failures]}
+
+
 def canonical_metric(name: str) -> str:
     """`file_hit_at_5` → `file_hit@5`; contract names pass through."""
     return name.strip().replace("_at_", "@")

@@ -15,14 +15,11 @@ from typing import Callable, Iterable, Protocol
 
 from codesense_ray.config import Config
 from codesense_ray.index.embedding import ModelInfo
-from codesense_ray.errors import CodesenseError, IndexingFailed
+from codesense_ray.errors import CodesenseError, IndexingFailed, NoRollbackTarget
 from codesense_ray.sources.files import SourceFile, file_hash, read_text, select_files
 from codesense_ray.sources.repositories import RepositoryInfo, resolve_repositories, select_repositories
 from codesense_ray.store.qdrant import FileEntry, IndexStore
-
-
-# Bump when the chunk payload or vector layout changes: older versions are rebuilt, not carried over.
-INDEX_SCHEMA = 2
+from codesense_ray.index.schema import INDEX_SCHEMA
 
 
 @dataclass
@@ -81,6 +78,14 @@ class IndexSummary:
     dropped_versions: list[str] = field(default_factory=list)
     removed_repos: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # The quality gate's verdict on the candidate (`--gate`); when it failed, `collection` is still the live
+    # version and `candidate` names the new version, kept for inspection and never promoted.
+    gate: GateVerdictLike | None = None
+    candidate: str | None = None
+
+    @property
+    def gate_failed(self) -> bool:
+        return self.gate is not None and not self.gate.passed
 
     @property
     def ok(self) -> bool:
@@ -106,7 +111,22 @@ class IndexSummary:
             "repos": [asdict(r) for r in self.repos],
             "dropped_versions": self.dropped_versions,
             "removed_repos": self.removed_repos,
+            "gate": self.gate.to_dict() if self.gate is not None else None,
+            "candidate": self.candidate,
         }
+
+
+class GateVerdictLike(Protocol):
+    """What the indexer needs of a gate's verdict (`evaluation.gate.GateVerdict`)."""
+
+    @property
+    def passed(self) -> bool: ...
+
+    def to_dict(self) -> dict: ...
+
+
+#: Evaluates a built, verified candidate version (by collection name) before the alias may move to it.
+IndexGate = Callable[[str], GateVerdictLike]
 
 
 class EmbedAndWrite(Protocol):
@@ -134,8 +154,13 @@ class Indexer:
         *,
         full: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
+        gate: IndexGate | None = None,
     ) -> IndexSummary:
-        """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write."""
+        """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write.
+
+        With `gate`, the candidate version is evaluated after it is built and verified and before the alias
+        moves; a failing verdict leaves the alias where it was and keeps the candidate (named in the summary).
+        """
         started = time.monotonic()
         infos = resolve_repositories(self.cfg)
         selected = select_repositories(infos, list(repo_ids)) if repo_ids else infos
@@ -197,11 +222,19 @@ class Indexer:
                 raise
             raise IndexingFailed(f"index run failed, previous index still serving ({live or 'none'}): {err}") from err
 
+        verdict = gate(collection) if gate is not None else None
+        if verdict is not None and not verdict.passed:
+            for rid in indexed:
+                reports[rid].chunks_total = self.store.count_chunks(collection, rid)
+            return IndexSummary(
+                live, live, self.store.alias, list(reports.values()), removed_repos=removed,
+                seconds=time.monotonic() - started, gate=verdict, candidate=collection,
+            )  # fmt: skip
         previous = self.store.swap_alias(collection)
         dropped = self.store.drop_old_versions(self.cfg.index.retention)
         for rid in indexed:
             reports[rid].chunks_total = self.store.count_chunks(collection, rid)
-        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started)
+        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, gate=verdict)
 
     def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).
@@ -293,3 +326,23 @@ class Indexer:
         actual = self.store.count(collection)
         if actual != expected:
             raise IndexingFailed(f"point count check failed for {collection}: expected {expected}, found {actual}")
+
+
+def rollback(store: IndexStore, to: str | None = None) -> dict:
+    """Move the alias back to a retained version in one atomic operation: `to`, or the newest one older than live.
+
+    Like `kubectl rollout undo`: the retained versions are the revision history (`index.retention` of them).
+    Raises `NoRollbackTarget` when there is nothing to go back to or `to` is not a retained version.
+    """
+    live = store.live_collection()
+    versions = store.versions()
+    retained = [v for v in versions if v != live]
+    if to is None:
+        older = [v for v in retained if live is None or v < live]
+        if not older:
+            raise NoRollbackTarget(f"no retained version older than {live or 'the live one'} to roll back to (retained: {', '.join(retained) or 'none'})")
+        to = older[-1]
+    elif to not in retained:
+        raise NoRollbackTarget(f"{to} is not a retained version of {store.alias} (retained: {', '.join(retained) or 'none'}; live: {live or 'none'})")
+    previous = store.swap_alias(to)
+    return {"alias": store.alias, "previous": previous, "collection": to, "retained": [v for v in store.versions() if v != to]}

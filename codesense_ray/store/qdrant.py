@@ -209,6 +209,10 @@ class IndexStore:
     def copy_other_repos(self, src: str, dst: str, exclude_repo_ids: Iterable[str]) -> int:
         return self.copy_points(src, dst, flt=_repo_filter(exclude_repo_ids, negate=True))
 
+    def pinned(self, collection: str) -> IndexStore:
+        """A view of this store whose queries read `collection` instead of the alias (to evaluate a candidate)."""
+        return PinnedVersion(self.client, collection, embedded=self.embedded)
+
     # --- queries on the live version (the retrieval side of `VectorStore`) ---------------------------
     def dense_search(self, vectors: Sequence[Sequence[float]], n: int, repo_ids: Sequence[str] = ()) -> list[list[str]]:
         """Per query vector, the ids of the `n` nearest chunks (cosine), best first; one batched request."""
@@ -256,3 +260,13 @@ class IndexStore:
         if not records:
             return None
         return max(r.payload.get("line_count") or r.payload.get("end_line", 0) for r in records)
+
+
+class PinnedVersion(IndexStore):
+    """An `IndexStore` fixed on one collection version: "live" is that version, whatever the alias says.
+
+    Used by the index gate to evaluate a candidate before the alias moves to it.
+    """
+
+    def live_collection(self) -> str | None:
+        return self.alias if self.client.collection_exists(self.alias) else None

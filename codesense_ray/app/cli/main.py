@@ -26,10 +26,18 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from codesense_ray.app.compose import build_indexer
+    from codesense_ray.app.compose import build_index_gate, build_indexer
 
+    if args.action == "rollback":
+        return cmd_index_rollback(args)
+    if args.to:
+        raise CodesenseError("--to belongs to `codesense index rollback`")
     cfg = _load(args)
-    indexer = build_indexer(cfg, _open_store(cfg))
+    store = _open_store(cfg)
+    gate = build_index_gate(cfg, store, args.gate, args.dataset) if args.gate else None
+    if args.dataset and not args.gate:
+        raise CodesenseError("--dataset is the evaluation set of --gate; pass --gate gates.yaml too")
+    indexer = build_indexer(cfg, store)
     bar = tqdm(total=0, unit="file", desc="indexing", file=sys.stderr, disable=args.no_progress, leave=False)
 
     def on_progress(done: int, total: int) -> None:
@@ -38,13 +46,29 @@ def cmd_index(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        summary = indexer.run(args.repo or (), full=args.full, on_progress=on_progress)
+        summary = indexer.run(args.repo or (), full=args.full, on_progress=on_progress, gate=gate)
     finally:
         bar.close()
         _shutdown_ray()
     payload = summary.to_dict()
     emit(args, payload, partial(_print_index_summary, payload))
+    if summary.gate_failed:
+        failures = "; ".join(f["message"] for f in payload["gate"]["failures"])
+        print(f"codesense: error: quality gate failed ({failures}); alias {summary.alias} unchanged on {summary.collection or 'none'}, "
+              f"candidate kept for inspection: {summary.candidate}", file=sys.stderr)  # fmt: skip
+        return 1
     return 0 if summary.ok else 1
+
+
+def cmd_index_rollback(args: argparse.Namespace) -> int:
+    """`codesense index rollback [--to VERSION]`: the alias back to a retained version, atomically."""
+    from codesense_ray.index.indexer import rollback
+
+    if args.repo or args.full or args.gate or args.dataset:
+        raise CodesenseError("`codesense index rollback` takes only --to VERSION")
+    result = rollback(_open_store(_load(args)), args.to)
+    emit(args, result, lambda: print(f"index {result['alias']} → {result['collection']} (was: {result['previous'] or 'none'})"))
+    return 0
 
 
 def _shutdown_ray() -> None:
@@ -58,6 +82,10 @@ def _shutdown_ray() -> None:
 def _print_index_summary(s: dict) -> None:
     t = s["totals"]
     print(f"index {s['alias']} → {s['collection']} (previous: {s['previous'] or 'none'}) in {s['seconds']:.1f}s")
+    if s.get("gate"):
+        g = s["gate"]
+        verdict = "passed" if g["passed"] else f"FAILED, candidate {s['candidate']} kept, alias not moved"
+        print(f"  gate on {g['dataset']}: {verdict}")
     print(
         f"  files: {t['files_seen']} seen, {t['files_new']} new, {t['files_changed']} changed, {t['files_deleted']} deleted, {t['files_skipped']} skipped"
     )
@@ -218,9 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chunk, embed and store the configured repositories. Incremental: only new and changed files are embedded; "
         "a new index version is filled and checked, then the alias moves atomically (the old version keeps serving until then).",
     )
+    p.add_argument("action", nargs="?", choices=["rollback"], help="`rollback`: move the alias back to a retained version (see --to)")
     p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable); others are carried over")
     p.add_argument("--full", action="store_true", help="re-embed everything instead of reusing unchanged chunks")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument(
+        "--gate", metavar="GATES.yaml", help="evaluate the candidate version before the alias moves; failing → exit 1, alias unchanged, candidate kept"
+    )
+    p.add_argument("--dataset", metavar="FILE.jsonl", help="evaluation set of --gate (default: evaluation.dataset)")
+    p.add_argument("--to", metavar="VERSION", help="rollback: the retained version to serve (default: the newest older than live)")
     p.set_defaults(handler=cmd_index)
 
     p = sub.add_parser("search", parents=[common], help="ranked code search with links (dense + lexical + symbol, RRF)")

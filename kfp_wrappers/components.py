@@ -43,15 +43,21 @@ def converge_repositories(
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def build_code_index(config: str, backend: str = "", ray_address: str = "", data_version: str = "", full: bool = False) -> dict:
+def build_code_index(
+    config: str, backend: str = "", ray_address: str = "", data_version: str = "", full: bool = False, gate: str = "", dataset: str = ""
+) -> dict:
     """Chunk, embed and store the repositories into Qdrant with an alias swap (Ray job jobs/index.py).
 
     `data_version` is the DVC hash the converge step produced; it is recorded in the job's metadata so a
     Ray job (and the KFP run) says which snapshot of the code it indexed. `full` re-embeds everything.
+    With `gate` (gates.yaml) and `dataset` (JSONL), the candidate version is evaluated before the alias moves:
+    a failing gate fails the step and the previous index keeps serving (`codesense index --gate`).
     """
     from codesense_ray.orchestration.submission import run_stage_in_component
 
     args = ["--full"] if full else []
+    if gate and dataset:
+        args += ["--gate", gate, "--dataset", dataset]
     return run_stage_in_component("index", config, backend, ray_address, args=args, metadata={"data_version": data_version})
 
 

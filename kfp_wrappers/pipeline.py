@@ -8,8 +8,9 @@ Parameters (defaults come from the `pipeline:` section of codesense.yaml at comp
     config        codesense.yaml as the component pods see it.
     backend       `kuberay` (a RayJob per stage, the cluster default) or `ray-jobs` (a running head).
     ray_address   dashboard URL for `ray-jobs`; empty: `jobs.ray_address` from the config.
-    eval_dataset  JSONL evaluation set; empty: the pipeline ends at the index.
-    eval_gate     gates.yaml of minimum metric values; a metric below it fails the run (empty: measure only).
+    eval_dataset  JSONL evaluation set; empty: the index is promoted ungated and the pipeline ends there.
+    eval_gate     gates.yaml of minimum metric values, applied to the candidate index BEFORE its alias swap:
+                  a metric below it fails the index step and the previous index keeps serving.
     full_reindex  re-embed everything instead of reusing unchanged chunks.
 
 Secrets and endpoints are attached here, never read by component logic: every step gets the secrets
@@ -48,12 +49,16 @@ def build_pipeline(pcfg: "PipelineConfig | None" = None):
     ) -> dict:
         converge = _attach(converge_repositories(config=config, backend=backend, ray_address=ray_address), pcfg, "converge repositories")
         index = _attach(
-            build_code_index(config=config, backend=backend, ray_address=ray_address, data_version=converge.outputs["data_version"], full=full_reindex),
+            build_code_index(
+                config=config, backend=backend, ray_address=ray_address, data_version=converge.outputs["data_version"], full=full_reindex,
+                gate=eval_gate, dataset=eval_dataset,
+            ),  # fmt: skip
             pcfg,
             "build code index",
         )
         with dsl.If(eval_dataset != "", name="evaluation-dataset-given"):
-            _attach(evaluate_rag(config=config, dataset=eval_dataset, gate=eval_gate, backend=backend, ray_address=ray_address).after(index), pcfg, "evaluate RAG")
+            # The gate already held the candidate back before promotion; this step records the promoted index's metrics.
+            _attach(evaluate_rag(config=config, dataset=eval_dataset, gate="", backend=backend, ray_address=ray_address).after(index), pcfg, "evaluate RAG")
         return index.output
 
     return codesense_rag

@@ -133,7 +133,7 @@ def test_evaluate_component_applies_the_quality_gate(ray_head, project, capsys):
         {"repositories": [{"id": "payments", "path": "payments"}], "qdrant": {"path": str(project / ".codesense" / "qdrant")}, "tracing": {"backend": "none"}},
     )
     build_code_index.python_func(config=str(cfg), backend="ray-jobs", ray_address=ray_head.dashboard_url)
-    dataset = str(root / "tests" / "evaluation" / "fixture_questions.jsonl")
+    dataset = str(root / "tests" / "cpu" / "integration" / "evaluation" / "fixture_questions.jsonl")
     easy = write_yaml(project / "easy.yaml", {"file_hit@10": 0.5})
     out = evaluate_rag.python_func(config=str(cfg), dataset=dataset, gate=str(easy), backend="ray-jobs", ray_address=ray_head.dashboard_url)
     assert out["status"] == "SUCCEEDED"
@@ -142,3 +142,24 @@ def test_evaluate_component_applies_the_quality_gate(ray_head, project, capsys):
         evaluate_rag.python_func(config=str(cfg), dataset=dataset, gate=str(strict), backend="ray-jobs", ray_address=ray_head.dashboard_url)
     captured = capsys.readouterr()
     assert "answer_latency_p95_s" in captured.err + captured.out
+
+    # The index step gates the candidate before promotion: an impossible gate fails the step, alias unmoved.
+    (project / "payments" / "app" / "new_module.py").write_text("def added():\n    return 1\n")
+    impossible = write_yaml(project / "impossible.yaml", {"file_hit@1": 1.01})
+    live_before = _live(cfg)
+    with pytest.raises(SystemExit):
+        build_code_index.python_func(config=str(cfg), backend="ray-jobs", ray_address=ray_head.dashboard_url, gate=str(impossible), dataset=dataset)
+    assert _live(cfg) == live_before
+    out = build_code_index.python_func(config=str(cfg), backend="ray-jobs", ray_address=ray_head.dashboard_url, gate=str(easy), dataset=dataset)
+    assert out["summary"]["gate"]["passed"] is True and _live(cfg) == out["summary"]["collection"] != live_before
+
+
+def _live(cfg_path) -> str | None:
+    from codesense_ray.app.compose import open_store
+    from codesense_ray.config import load_config
+
+    store = open_store(load_config(cfg_path))
+    try:
+        return store.live_collection()
+    finally:
+        store.client.close()

@@ -1,15 +1,20 @@
-"""The records that flow through indexing: a definition found in a file and a chunk of a file.
+"""The records that flow through indexing: a chunk of a file as a flat payload, with its deterministic id.
 
-Pure data, no behaviour beyond serialisation, so every layer (chunker, Ray Data rows, Qdrant payloads,
-search hits) shares one vocabulary.
+`Chunk` and `Definition` are defined by the chunker (`codesense_ray.chunking.records`, so that chunking
+needs nothing from `index`) and re-exported here; `chunk_record` turns a chunk into the one flat dict every
+later layer (Ray Data rows, Qdrant payloads, search hits) shares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
+
+from codesense_ray.chunking.records import Chunk, Definition
+
+__all__ = ["DENSE", "INDEX_SCHEMA", "KEYWORD_FIELDS", "META_KEY", "SPARSE", "Chunk", "Definition", "chunk_id", "chunk_record", "content_hash"]
 
 #: Version of the stored layout (payload fields, vector names, tokenisation). A live index of another schema is
 #: rebuilt in full on the next run instead of mixing layouts.
@@ -24,42 +29,6 @@ KEYWORD_FIELDS = ("repo_id", "path", "def_names", "path_tails", "language")
 
 # Fixed namespace: chunk ids must be identical across machines and runs (idempotent re-indexing).
 _CHUNK_NAMESPACE = uuid.UUID("8c7a3f0e-3c1b-4b7e-9a8e-6a2f51d0c0de")
-
-
-@dataclass(frozen=True)
-class Definition:
-    """A named definition (function, method, class, resource, ...) with 1-based inclusive lines."""
-
-    name: str
-    qualified_name: str
-    kind: str
-    start_line: int
-    end_line: int
-
-
-@dataclass
-class Chunk:
-    """A contiguous run of a file's lines.
-
-    `text` is exactly ``"\\n".join(lines[start_line-1:end_line])`` of the file (no trailing newline);
-    `header` is a short context line (path, enclosing class, signature) prepended only for embedding.
-    """
-
-    path: str
-    start_line: int
-    end_line: int
-    language: str
-    text: str
-    header: str = ""
-    symbol: str | None = None
-    kind: str = "code"
-    definitions: list[Definition] = field(default_factory=list)
-    # True when a single line alone exceeds the token bound (the embedder will truncate it; counted, not silent).
-    oversized: bool = False
-
-    @property
-    def embed_text(self) -> str:
-        return f"{self.header}\n{self.text}" if self.header else self.text
 
 
 def content_hash(text: str) -> str:

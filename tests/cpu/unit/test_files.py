@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -151,9 +150,7 @@ def test_symlinks_are_counted_not_followed(tmp_path: Path) -> None:
     write(tmp_path, "pkg/a.py", "x = 1\n")
     os.symlink(tmp_path / "pkg", tmp_path / "pkg" / "loop")
     os.symlink(tmp_path / "pkg" / "a.py", tmp_path / "alias.py")
-    start = time.monotonic()
-    sel = select_files(tmp_path, **LIMITS)
-    assert time.monotonic() - start < 2
+    sel = select_files(tmp_path, **LIMITS)  # returns at all: the loop is not followed
     assert [f.path for f in sel.files] == ["pkg/a.py"]
     assert dict(sel.skipped_paths) == {"pkg/loop": "symlink", "alias.py": "symlink"}
 
@@ -269,15 +266,13 @@ def test_payments_fixture_selection(tmp_path: Path) -> None:
     assert next(f for f in sel.files if f.path == "app/auth/jwt.py").language == "python"
 
 
-def test_walk_of_thousands_of_files_is_fast(tmp_path: Path) -> None:
-    """5,000 small files across 100 directories are selected in well under two seconds."""
+def test_walk_of_thousands_of_files_selects_them_all(tmp_path: Path) -> None:
+    """5,000 small files across 100 directories are all selected (speed: benchmarks/file_selection.py)."""
     body = "def handler(event):\n    return event\n" * 5
     for d in range(100):
         sub = tmp_path / f"pkg{d:03d}"
         sub.mkdir()
         for i in range(50):
             (sub / f"mod{i:02d}.py").write_text(body)
-    start = time.monotonic()
     sel = select_files(tmp_path, **LIMITS)
-    assert len(sel.files) == 5000
-    assert time.monotonic() - start < 2.0
+    assert len(sel.files) == 5000 and not sel.skipped

@@ -499,3 +499,24 @@ def render_answer(report: CitationReport) -> str:
     """The checked answer followed by its verified sources, as shown to a user."""
     lines = render_sources(report)
     return report.answer_text.rstrip() + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+def renders_no_foreign_link(text: str, blocks: Sequence[ContextBlock]) -> bool:
+    """True when `text` renders no link, except URLs inside code that quote the context verbatim."""
+    scan = scan_markdown(normalise_newlines(text))
+    allowed = {scan.text[c.start : c.end] for c in scan.constructs if c.kind == "code" and _in_context_text(scan.text[c.start : c.end], blocks)}
+    return link_free(text, allowed)
+
+
+_DEFANG = str.maketrans({".": "[.]", ":": "[:]", "@": "[@]", "<": "‹", ">": "›", "(": "❨", ")": "❩"})
+
+
+def defang(text: str) -> str:
+    """A removed reference as inert text (`https[:]//evil[.]example/x`): shown in diagnostics, never a link again.
+
+    Text that renders no link (a `[9]`, an invented `path:L1-L5`) is returned unchanged.
+    """
+    if link_free(text):
+        return text
+    inert = text.translate(_DEFANG)
+    return inert if link_free(inert) else f"(removed link, {len(text)} characters)"

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from codesense_ray.citations import ContextBlock, defang, format_context, render_sources, renders_no_foreign_link, verify_citations
+from codesense_ray.citations import ContextBlock, defang, defang_reason, format_context, render_sources, renders_no_foreign_link, verify_citations
 from codesense_ray.config import AnswerConfig
 from codesense_ray.errors import CodesenseError
 from codesense_ray.generation.base import Generator, GeneratorError
+from codesense_ray.markdown_links import closing_fence
 from codesense_ray.prompts.registry import PromptRegistry
 from codesense_ray.search import Retriever, SearchHit
 from codesense_ray.tracing import NoopTracer, Tracer
@@ -218,6 +219,7 @@ class RagAnswerer:
                     span.end(text, latency_s=time.perf_counter() - t0, model=self.model_name, prompt_version=prompt.version, **usage)
             report = verify_citations(text, blocks, lookup)
             answer_text = report.answer_text.strip()
+            answer_text += closing_fence(answer_text)
             lines = render_sources(report, numbered=True)
             if lines:
                 answer_text = answer_text + "\n\n" + "\n".join(lines)
@@ -228,7 +230,7 @@ class RagAnswerer:
             citations = {
                 "valid": len(report.valid),
                 # What was removed, defanged: a client that renders this list must not get the links back.
-                "invalid": [{"text": defang(t), "reason": r} for t, r in report.invalid],
+                "invalid": [{"text": defang(t), "reason": defang_reason(r)} for t, r in report.invalid],
                 "citation_valid": report.validity,
             }
             answer = Answer(

@@ -520,3 +520,8 @@ def defang(text: str) -> str:
         return text
     inert = text.translate(_DEFANG)
     return inert if link_free(inert) else f"(removed link, {len(text)} characters)"
+
+
+def defang_reason(reason: str) -> str:
+    """A reason naming a foreign host (`… did not produce (evil.example)`) with the host made inert too."""
+    return re.sub(r"\(([^()\s]+\.[^()\s]+)\)$", lambda m: "(" + m.group(1).replace(".", "[.]") + ")", reason)

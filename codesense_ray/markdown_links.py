@@ -339,3 +339,23 @@ def link_free(text: str, allowed_code_urls: frozenset[str] | set[str] = frozense
     if scan.unmapped:
         return False
     return all(c.kind == "code" and scan.text[c.start : c.end] in allowed_code_urls for c in scan.constructs)
+
+
+def closing_fence(text: str) -> str:
+    """What closes a fenced code block left open at the end of `text` (e.g. `"\\n```"`), else "".
+
+    Text appended after an unclosed fence (the `Source:` lines) would otherwise render as code.
+    """
+    tokens, _ = parse_blocks(text)
+    fences = [t for t in tokens if t.type == "fence" and t.map and t.level == 0]
+    if not fences:
+        return ""
+    last = fences[-1]
+    lines = text.split("\n")
+    if last.map[1] < len(lines) or last.map[1] - last.map[0] < 1:
+        return ""
+    tail = lines[last.map[1] - 1].strip(" \t>")
+    marker = last.markup
+    if last.map[1] - last.map[0] >= 2 and tail.startswith(marker) and set(tail) == {marker[0]}:
+        return ""
+    return "\n" + marker

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-from codesense_ray.citations import ContextBlock, defang, defang_reason, format_context, render_sources, renders_no_foreign_link, verify_citations
+from codesense_ray.citations import ContextBlock, StreamVerifier, defang, defang_reason, format_context, render_sources, verify_citations
 from codesense_ray.config import AnswerConfig
 from codesense_ray.errors import CodesenseError
 from codesense_ray.generation.base import Generator, GeneratorError
-from codesense_ray.markdown_links import closing_fence
+from codesense_ray.markdown_links import closing_fence, trim_answer
 from codesense_ray.prompts.registry import PromptRegistry
 from codesense_ray.search import Retriever, SearchHit
 from codesense_ray.tracing import NoopTracer, Tracer
@@ -200,10 +200,7 @@ class RagAnswerer:
             prompt_info = {"name": prompt.name, "version": prompt.version, "source": prompt.source}
             lookup = _memoised(self.file_line_count)
             # Every token sent is verified text: the gate releases only what verification can no longer change.
-            gate = VerifiedStream(
-                lambda raw: verify_citations(raw, blocks, lookup, note=False).answer_text,
-                lambda text: renders_no_foreign_link(text, blocks),
-            )
+            gate = VerifiedStream(StreamVerifier(blocks, lookup))
             if self.generator is None:
                 text = extractive_answer(question, blocks)
             else:
@@ -218,7 +215,7 @@ class RagAnswerer:
                         raise
                     span.end(text, latency_s=time.perf_counter() - t0, model=self.model_name, prompt_version=prompt.version, **usage)
             report = verify_citations(text, blocks, lookup)
-            answer_text = report.answer_text.strip()
+            answer_text = trim_answer(report.answer_text)
             answer_text += closing_fence(answer_text)
             lines = render_sources(report, numbered=True)
             if lines:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from codesense_ray.markdown_links import LinkConstruct, MarkdownScan, link_free, normalise_newlines, scan_markdown
+from codesense_ray.markdown_links import MarkdownScan, link_free, normalise_newlines, scan_markdown, trim_answer
 
 FileLineCount = Callable[[str, str], "int | None"]
 
@@ -150,7 +150,7 @@ def _expand_numbers(group: str) -> tuple[int, ...] | None:
     return tuple(numbers)
 
 
-def _candidates(scan: MarkdownScan) -> list[Citation]:
+def _candidates(scan: MarkdownScan, kinds: set[str] | frozenset[str] = frozenset({"url", "path", "block"})) -> list[Citation]:
     """Every citation-like reference of a scanned text, outermost first (a construct nested in another is left to the
     outer one: a link's label is checked when the link is replaced)."""
     text = scan.text
@@ -160,8 +160,8 @@ def _candidates(scan: MarkdownScan) -> list[Citation]:
             continue  # a reference use is plain text once its definition is gone; definitions are candidates
         found.append(Citation("url", text[c.start : c.end], c.start, c.end, url=c.url, form=c.kind, label=c.label))
     for m in _PATH_RE.finditer(text):
-        if scan.in_code_block(m.start()):
-            continue
+        if scan.in_code_block(m.start()) or re.search(r"\n[ \t]*\n", m.group(0)):
+            continue  # code, or a "path … (lines …)" split across paragraphs: not one citation
         start = int(m.group("s1") or m.group("s2") or m.group("s3"))
         end_s = m.group("e1") or m.group("e2") or m.group("e3")
         path = re.sub(r"^(?:\./|/)+", "", m.group("path"))
@@ -177,6 +177,7 @@ def _candidates(scan: MarkdownScan) -> list[Citation]:
         found.append(Citation("block", m.group(0), m.start(), m.end(), numbers=numbers))
     # Outermost first: a link wins over the URL, path or [n] inside it; a path wins over a bare URL inside it.
     rank = {"url": 0, "path": 1, "block": 2}
+    found = [c for c in found if c.kind in kinds]
     found.sort(key=lambda c: (c.start, -c.end, rank[c.kind]))
     outer: list[Citation] = []
     for c in found:
@@ -422,20 +423,25 @@ class _Checker:
         marker = "[" + ", ".join(str(n) for n in hits) + "]"
         return f"{label} {marker}".strip()
 
+    def sanitize_round(self, text: str) -> str:
+        """One round of removing links that only appeared once others were removed (`htt[9]ps://…`, a label)."""
+        scan = scan_markdown(text)
+        edits = []
+        for c in _candidates(scan, kinds={"url"}):
+            if self.quoted(c):
+                continue
+            self.invalid.append((c.text, "link formed after other references were removed"))
+            edits.append((c.start, c.end, REMOVED_MARKER))
+        edits += [(s, e, REMOVED_MARKER) for s, e in scan.unmapped]
+        return _apply_edits(text, edits) if edits else text
+
     def leftovers(self, text: str) -> str:
-        """Remove links that only appeared once others were removed (`htt[9]ps://…`, a nested label), until none is left."""
+        """`sanitize_round` until nothing is left to remove."""
         for _ in range(_MAX_ROUNDS):
-            scan = scan_markdown(text)
-            edits = []
-            for c in _candidates(scan):
-                if c.kind != "url" or self.quoted(c):
-                    continue
-                self.invalid.append((c.text, "link formed after other references were removed"))
-                edits.append((c.start, c.end, REMOVED_MARKER))
-            edits += [(s, e, REMOVED_MARKER) for s, e in scan.unmapped]
-            if not edits:
+            cleaned = self.sanitize_round(text)
+            if cleaned == text:
                 return text
-            text = _apply_edits(text, edits)
+            text = cleaned
         # Pathological input: drop every line that still renders a link.
         while not link_free(text, self.allowed_code_urls(text)):
             scan = scan_markdown(text)
@@ -471,7 +477,7 @@ def verify_citations(answer: str, blocks: Sequence[ContextBlock], file_line_coun
     cited = sorted({n for c in checker.valid for n in c.blocks})
     sources = [checker.verifier.blocks[n] for n in cited]
     if not checker.valid and note:
-        text = (text.rstrip() + "\n\n" + NO_SOURCE_NOTE).lstrip()
+        text = trim_answer(text.rstrip() + "\n\n" + NO_SOURCE_NOTE)
     return CitationReport(valid=checker.valid, invalid=checker.invalid, answer_text=text, sources=sources)
 
 
@@ -499,6 +505,24 @@ def render_answer(report: CitationReport) -> str:
     """The checked answer followed by its verified sources, as shown to a user."""
     lines = render_sources(report)
     return report.answer_text.rstrip() + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+class StreamVerifier:
+    """Verification in the two stages a stream needs (see `verified_stream`): the first pass over raw model text,
+    then rounds removing links that only formed once other text was removed."""
+
+    def __init__(self, blocks: Sequence[ContextBlock], file_line_count: FileLineCount | None = None) -> None:
+        self.blocks = blocks
+        self.lookup = file_line_count
+
+    def first_pass(self, raw: str) -> str:
+        return _Checker(self.blocks, self.lookup).check(normalise_newlines(raw))
+
+    def sanitize_round(self, text: str) -> str:
+        return _Checker(self.blocks, self.lookup).sanitize_round(text)
+
+    def is_safe(self, text: str) -> bool:
+        return renders_no_foreign_link(text, self.blocks)
 
 
 def renders_no_foreign_link(text: str, blocks: Sequence[ContextBlock]) -> bool:

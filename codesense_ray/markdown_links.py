@@ -37,12 +37,13 @@ _ACTIVE_ELEMENTS = frozenset(
     "video audio source track area map picture portal template noscript use".split()
 )
 
-_SCHEME_URL = r"[A-Za-z][A-Za-z0-9+.-]{0,31}:/{2}[^\s<>]*"
-_WWW = r"(?<![\w.-])[Ww]{3}\.[^\s<>]+"
-_PROTOCOL_RELATIVE = r"(?<![\w:/])//[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::\d+)?(?:[/?#][^\s<>]*)?(?![\w-])"
-_HOST_PATH = r"(?<![\w.@/:-])(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?::\d+)?/[^\s<>]*"
+_SCHEME_URL = r"[A-Za-z][A-Za-z0-9+.-]{0,31}:/{2}[^\s<>`]*"
+_WWW = r"(?<![\w.-])[Ww]{3}\.[^\s<>`]+"
+_PROTOCOL_RELATIVE = r"(?<![\w:/])//[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::\d+)?(?:[/?#][^\s<>`]*)?(?![\w-])"
+_HOST_PATH = r"(?<![\w.@/:-])(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}(?::\d+)?/[^\s<>`]*"
 _EMAIL = r"(?<![\w.+-])(?:(?:mailto|xmpp):)?[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-_]+)*\.[A-Za-z0-9-_]*[A-Za-z0-9]"
-_PROTOCOL = r"(?<![\w.+-])(?:mailto|xmpp|javascript|vbscript|data|tel|sms|callto|magnet):[^\s<>]+"
+_PROTOCOL = r"(?<![\w.+-])(?:mailto|xmpp|javascript|vbscript|data|tel|sms|callto|magnet):[^\s<>`]+"
+# A backtick ends a bare URL: a code span binds tighter than the GFM autolink extension.
 # Everything outside code that some renderer or terminal would turn into a clickable link.
 BARE_URL_RE = re.compile("|".join(f"(?:{p})" for p in (_SCHEME_URL, _WWW, _PROTOCOL_RELATIVE, _HOST_PATH, _EMAIL, _PROTOCOL)), re.I)
 # Inside code nothing renders as a link, but a terminal still makes `scheme://…` clickable.
@@ -115,6 +116,25 @@ def html_makes_link(html: str) -> bool:
     except Exception:  # noqa: BLE001 - HTML the parser cannot read is not shown as HTML either way
         return True
     return probe.active
+
+
+_HTML_BLOCK_ENDS = [
+    (re.compile(r"^<(?:script|pre|style|textarea)(?:\s|>|$)", re.I), re.compile(r"</(?:script|pre|style|textarea)>", re.I)),
+    (re.compile(r"^<!--"), re.compile(r"-->")),
+    (re.compile(r"^<\?"), re.compile(r"\?>")),
+    (re.compile(r"^<![A-Za-z]"), re.compile(r">")),
+    (re.compile(r"^<!\[CDATA\["), re.compile(r"\]\]>")),
+]
+
+
+def _html_block_unclosed(content: str) -> bool:
+    """An HTML block (comment, `<script>`, `<pre>`, …) still open at the end of the text swallows everything after it,
+    the `Source:` lines codesense appends included."""
+    head = content.lstrip()
+    for start, end in _HTML_BLOCK_ENDS:
+        if start.match(head):
+            return end.search(head, 2) is None
+    return False
 
 
 # --- the parser ------------------------------------------------------------------------------------------------------
@@ -276,7 +296,7 @@ def scan_markdown(text: str) -> MarkdownScan:
         elif t.type == "html_block" and t.map:
             start, end = lines.start(t.map[0]), lines.end(t.map[1] - 1)
             start += len(text[start:end]) - len(text[start:end].lstrip(" \t>"))
-            if html_makes_link(text[start:end]):
+            if html_makes_link(text[start:end]) or _html_block_unclosed(t.content):
                 scan.constructs.append(LinkConstruct("html", start, end))
     for first, nxt in env["__definitions"]:
         start, end = lines.start(first), lines.end(nxt - 1)
@@ -339,6 +359,12 @@ def link_free(text: str, allowed_code_urls: frozenset[str] | set[str] = frozense
     if scan.unmapped:
         return False
     return all(c.kind == "code" and scan.text[c.start : c.end] in allowed_code_urls for c in scan.constructs)
+
+
+def trim_answer(text: str) -> str:
+    """`text` without leading blank lines and trailing whitespace. Not `strip()`: removing the indentation of the
+    first line could turn an indented code block into a paragraph, and its content into links."""
+    return re.sub(r"\A(?:[ \t]*\n)+", "", text).rstrip()
 
 
 def closing_fence(text: str) -> str:

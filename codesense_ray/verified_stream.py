@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from typing import Protocol
 
-from codesense_ray.markdown_links import normalise_newlines, parse_blocks
+from codesense_ray.markdown_links import normalise_newlines, parse_blocks, trim_answer
 
 log = logging.getLogger("codesense.stream")
 
@@ -73,6 +73,8 @@ def _closing_paren(text: str, i: int) -> int:
         if ch == "\\" and j + 1 < len(text):
             j += 2
             continue
+        if ch == "`":
+            return -1  # a code span binds tighter than the link: wait until the paragraph settles it
         if ch == "(":
             depth += 1
         elif ch == ")":
@@ -158,24 +160,51 @@ def stable_cut(raw: str) -> int:
         return min(cut, leaf_start)
     if kind == "paragraph_open" and complete[leaf_start:].lstrip(" \t>").startswith("["):
         return min(cut, leaf_start)  # a paragraph opening with `[x` may still become a reference definition
-    region = raw[leaf_start:cut]
-    for pending in (_first_pending(region), _pending_path(region)):
-        if pending >= 0:
-            cut = min(cut, leaf_start + pending)
-    return cut
+    # Cutting at a word start may split a construct that spans whitespace (`<a href="x y">`, a code span): the
+    # prefix then shows an opener without its closer, which is pending in turn. Repeat until the cut holds still.
+    while True:
+        region = raw[leaf_start:cut]
+        new_cut = cut
+        for pending in (_first_pending(region), _pending_path(region)):
+            if pending >= 0:
+                new_cut = min(new_cut, leaf_start + pending)
+        new_cut = max(_word_start(raw, new_cut), min(leaf_start, new_cut))
+        if new_cut == cut:
+            return cut
+        cut = new_cut
+
+
+def _word_start(raw: str, pos: int) -> int:
+    """`pos` moved back to the start of the word it falls in: a cut inside a word could split a URL."""
+    while pos > 0 and not raw[pos - 1].isspace():
+        pos -= 1
+    return pos
+
+
+class StagedVerifier(Protocol):
+    """What the gate needs from verification (`citations.StreamVerifier`)."""
+
+    def first_pass(self, raw: str) -> str: ...
+
+    def sanitize_round(self, text: str) -> str: ...
+
+    def is_safe(self, text: str) -> bool: ...
+
+
+_MAX_ROUNDS = 6
 
 
 class VerifiedStream:
     """Turns raw model deltas into verified text deltas (see the module docstring for the rule).
 
-    `verify(raw)` returns the verified answer body for raw model text; `is_safe(text)` says whether text renders no
-    foreign link (a last check before anything is sent). `every` is how many new stable characters trigger a
-    re-verification (verification parses the whole prefix, so it runs per chunk of text, not per token).
+    Verification runs in stages (a first pass over the raw text, then rounds over its own output), and each stage's
+    output is cut at its own stable point before the next: an edit can change the structure of what follows it
+    (removing `[9]` from `[9]<!--` starts an HTML comment), so stability of the raw text alone is not enough.
+    `every` is how many new stable characters trigger a re-verification (it parses the whole prefix each time).
     """
 
-    def __init__(self, verify: Callable[[str], str], is_safe: Callable[[str], bool], every: int = 48) -> None:
-        self.verify = verify
-        self.is_safe = is_safe
+    def __init__(self, verifier: StagedVerifier, every: int = 48) -> None:
+        self.verifier = verifier
         self.every = every
         self.raw = ""
         self.sent = ""
@@ -188,7 +217,14 @@ class VerifiedStream:
         if cut - self._checked < self.every and "\n" not in self.raw[self._checked : cut]:
             return ""
         self._checked = cut
-        return self._release(self.verify(self.raw[:cut]).strip())
+        text = self.verifier.first_pass(self.raw[:cut])
+        for _ in range(_MAX_ROUNDS):
+            text = text[: stable_cut(text)]
+            cleaned = self.verifier.sanitize_round(text)
+            if cleaned == text:
+                return self._release(trim_answer(text))
+            text = cleaned
+        return ""
 
     def finish(self, final_answer: str) -> str:
         """The rest of `final_answer` (the complete verified answer), so that everything sent adds up to it."""
@@ -200,7 +236,7 @@ class VerifiedStream:
         return rest
 
     def _release(self, verified: str) -> str:
-        if len(verified) <= len(self.sent) or not verified.startswith(self.sent) or not self.is_safe(verified):
+        if len(verified) <= len(self.sent) or not verified.startswith(self.sent) or not self.verifier.is_safe(verified):
             return ""
         chunk, self.sent = verified[len(self.sent) :], verified
         return chunk

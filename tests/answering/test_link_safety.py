@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codesense_ray.answering import RagAnswerer
-from codesense_ray.citations import REMOVED_MARKER, ContextBlock, defang, renders_no_foreign_link, verify_citations
+from codesense_ray.citations import REMOVED_MARKER, ContextBlock, StreamVerifier, defang, renders_no_foreign_link, verify_citations
 from codesense_ray.generation.base import Generation
 from codesense_ray.markdown_links import link_free, scan_markdown
 from codesense_ray.prompts.registry import FilePromptRegistry
@@ -316,7 +316,7 @@ def test_stream_releases_text_before_the_end():
     """Prose without open constructs streams as it comes (held back only while something may still become a link)."""
     sentence = "Tokens are verified by the gateway before the handler runs [1]. "
     deltas = [w + " " for w in (sentence * 4).split(" ")] + ["See <HTTPS://EVIL.", "EXAMPLE/steal> now."]
-    gate = VerifiedStream(lambda raw: verify_citations(raw, BLOCKS, lookup, note=False).answer_text, lambda t: renders_no_foreign_link(t, BLOCKS))
+    gate = VerifiedStream(StreamVerifier(BLOCKS, lookup))
     sent = ""
     early = None
     for k, d in enumerate(deltas):

@@ -12,13 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
-from codesense_ray.answering.citations import ContextBlock, format_context, render_sources, verify_citations
+from codesense_ray.answering.citations import ContextBlock, StreamVerifier, defang, defang_reason, format_context, render_sources, verify_citations
+from codesense_ray.answering.generators.base import Generator, GeneratorError
+from codesense_ray.answering.markdown_links import closing_fence, trim_answer
+from codesense_ray.answering.prompts.registry import PromptRegistry
+from codesense_ray.answering.tracing import NoopTracer, Tracer
+from codesense_ray.answering.verified_stream import VerifiedStream
 from codesense_ray.config import AnswerConfig
 from codesense_ray.errors import InvalidQuestion
-from codesense_ray.answering.generators.base import Generator, GeneratorError
-from codesense_ray.answering.prompts.registry import PromptRegistry
 from codesense_ray.retrieval.retriever import Retriever, SearchHit
-from codesense_ray.answering.tracing import NoopTracer, Tracer
 
 CHARS_PER_TOKEN = 4  # budget estimate: generators have their own tokenizers; 4 chars/token is conservative for code
 
@@ -136,31 +138,16 @@ def extractive_answer(question: str, blocks: Sequence[ContextBlock], max_items: 
     return "\n".join(lines)
 
 
-class _UrlGuard:
-    """Streams model text word by word, masking links: only verified permalinks may reach the user.
+def _memoised(file_line_count):
+    """One lookup per file for the whole answer: the stream re-verifies growing prefixes of the same text."""
+    seen: dict[tuple[str, str], int | None] = {}
 
-    The final answer event carries the verified text; this keeps unverified URLs out of the live stream too.
-    """
+    def lookup(repo: str, path: str) -> int | None:
+        if (repo, path) not in seen:
+            seen[(repo, path)] = file_line_count(repo, path)
+        return seen[(repo, path)]
 
-    MASK = "[link withheld until verified]"
-
-    def __init__(self) -> None:
-        self.buf = ""
-
-    def feed(self, delta: str) -> str:
-        self.buf += delta
-        cut = max(self.buf.rfind(" "), self.buf.rfind("\n"))
-        if cut < 0:
-            return ""
-        ready, self.buf = self.buf[: cut + 1], self.buf[cut + 1 :]
-        return self._mask(ready)
-
-    def flush(self) -> str:
-        out, self.buf = self._mask(self.buf), ""
-        return out
-
-    def _mask(self, text: str) -> str:
-        return re.sub(r"\S*://\S*", self.MASK, text)
+    return lookup
 
 
 class RagAnswerer:
@@ -209,29 +196,36 @@ class RagAnswerer:
             yield "sources", [b.to_dict() for b in blocks]
             prompt = self.prompts.get()
             prompt_info = {"name": prompt.name, "version": prompt.version, "source": prompt.source}
+            lookup = _memoised(self.file_line_count)
+            # Every token sent is verified text: the gate releases only what verification can no longer change.
+            gate = VerifiedStream(StreamVerifier(blocks, lookup))
             if self.generator is None:
                 text = extractive_answer(question, blocks)
-                if stream:
-                    yield "token", text
             else:
                 messages = prompt.render(question, format_context(blocks))
                 with trace.span("generate", {"messages": messages}) as span:
                     t0 = time.perf_counter()
                     try:
-                        text, usage = yield from self._generate(messages, stream)
+                        text, usage = yield from self._generate(messages, stream, gate)
                     except GeneratorError as err:
                         err.sources = [b.to_dict() for b in blocks] if self.cfg.sources_on_generator_error else []
                         span.end(error=str(err))
                         raise
                     span.end(text, latency_s=time.perf_counter() - t0, model=self.model_name, prompt_version=prompt.version, **usage)
-            report = verify_citations(text, blocks, self.file_line_count)
-            answer_text = report.answer_text
+            report = verify_citations(text, blocks, lookup)
+            answer_text = trim_answer(report.answer_text)
+            answer_text += closing_fence(answer_text)
             lines = render_sources(report, numbered=True)
             if lines:
-                answer_text = answer_text.rstrip() + "\n\n" + "\n".join(lines)
+                answer_text = answer_text + "\n\n" + "\n".join(lines)
+            if stream:
+                rest = gate.finish(answer_text)
+                if rest:
+                    yield "token", rest
             citations = {
                 "valid": len(report.valid),
-                "invalid": [{"text": t, "reason": r} for t, r in report.invalid],
+                # What was removed, defanged: a client that renders this list must not get the links back.
+                "invalid": [{"text": defang(t), "reason": defang_reason(r)} for t, r in report.invalid],
                 "citation_valid": report.validity,
             }
             answer = Answer(
@@ -247,21 +241,17 @@ class RagAnswerer:
             trace.end({"answer": answer_text}, citation_valid=report.validity, invalid_citations=len(report.invalid), model=self.model_name, prompt_name=prompt.name, prompt_version=prompt.version)
         yield "answer", answer
 
-    def _generate(self, messages: list[dict], stream: bool):
+    def _generate(self, messages: list[dict], stream: bool, gate: VerifiedStream):
         assert self.generator is not None
         if not stream:
             gen = self.generator.generate(messages)
             return gen.text, {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
-        guard = _UrlGuard()
         parts: list[str] = []
         for delta in self.generator.stream(messages):
             parts.append(delta)
-            safe = guard.feed(delta)
+            safe = gate.feed(delta)
             if safe:
                 yield "token", safe
-        tail = guard.flush()
-        if tail:
-            yield "token", tail
         return "".join(parts), {}
 
     def file_line_count(self, repo: str, path: str) -> int | None:

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from codesense_ray.answering.markdown_links import MarkdownScan, link_free, normalise_newlines, scan_markdown, trim_answer
+
 FileLineCount = Callable[[str, str], "int | None"]
 
 NO_SOURCE_NOTE = "No verifiable source was cited; treat this answer with caution."
@@ -33,12 +35,6 @@ REMOVED_MARKER = "[unverified reference removed]"
 
 # [1]  [1, 3]  [1,3]  [1-3]  — and runs like [1][2], which are matched one by one.
 _BLOCK_RE = re.compile(r"\[\s*(\d{1,4}(?:\s*(?:,|-|–)\s*\d{1,4})*)\s*\]")
-# Markdown link first (so its URL is handled as one unit), then bare URLs.
-# Any markdown link target is checked (javascript:, relative paths, other hosts), not only http(s).
-_MD_LINK_RE = re.compile(r"\[([^\]\n]{0,200})\]\(\s*<?([^\s()<>]+(?:\([^\s()<>]*\))?[^\s()<>]*)>?(?:\s+\"[^\"\n]*\")?\s*\)")
-# Schemes that render as links, plus `www.` which GitHub-flavoured markdown autolinks without a scheme.
-_URL_RE = re.compile(r"(?:(?:https?|ftp|file)://|www\.)[^\s<>\"'`\])]+")
-_TRAILING = ".,;:!?'\")]}>"
 # A file path with an extension, optionally prefixed by a repository id, followed by a line spec:
 #   app/auth/jwt.py:L10-L20   app/auth/jwt.py:10-20   jwt.py#L10   payments:app/auth/jwt.py:L10-L42
 #   app/auth/jwt.py (lines 10-20)   app/auth/jwt.py, lines 10–20   app/auth/jwt.py line 12
@@ -49,8 +45,6 @@ _LINES = (
     r"|,?\s+lines?\s+(?P<s3>\d+)(?:\s*(?:-|–|to)\s*(?P<e3>\d+))?)"
 )
 _PATH_RE = re.compile(r"(?<![\w/.:-])" + _PATH + _LINES + r"(?![\w])")
-_FENCE_RE = re.compile(r"(^|\n)(```|~~~)[^\n]*\n.*?(\n\2[^\n]*(?=\n|$)|$)", re.S)
-_INLINE_CODE_RE = re.compile(r"`[^`\n]+`")
 _ANCHOR_RE = re.compile(r"^(?:L(?P<s>\d+)(?:-L?(?P<e>\d+))?|lines-(?P<s2>\d+)(?::(?P<e2>\d+))?)$")
 
 
@@ -97,9 +91,11 @@ class Citation:
     end_line: int | None = None
     url: str | None = None
     blocks: tuple[int, ...] = ()
+    form: str | None = None  # for links: the Markdown construct (inline, image, autolink, definition, html, bare, code)
+    label: tuple[int, int] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, ())}
+        return {k: v for k, v in asdict(self).items() if v not in (None, ()) and k != "label"}
 
 
 @dataclass
@@ -138,14 +134,6 @@ def format_context(blocks: Iterable[ContextBlock]) -> str:
 
 
 # --- extraction -----------------------------------------------------------------------------------------------
-def _spans(regex: re.Pattern[str], text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in regex.finditer(text)]
-
-
-def _inside(pos: int, spans: Sequence[tuple[int, int]]) -> bool:
-    return any(s <= pos < e for s, e in spans)
-
-
 def _expand_numbers(group: str) -> tuple[int, ...] | None:
     numbers: list[int] = []
     for part in re.split(r"\s*,\s*", group.strip()):
@@ -162,58 +150,52 @@ def _expand_numbers(group: str) -> tuple[int, ...] | None:
     return tuple(numbers)
 
 
-def _strip_url(url: str) -> str:
-    while url and url[-1] in _TRAILING:
-        # Keep a closing parenthesis that balances one inside the URL (wiki-style links).
-        if url[-1] == ")" and url.count("(") >= url.count(")"):
-            break
-        url = url[:-1]
-    return url
-
-
-def extract_citations(text: str) -> list[Citation]:
-    """Every citation-like reference in `text`, in order: `[n]` groups, links, and `path:lines` locations.
-
-    Code is respected: `[n]` inside inline code or fenced blocks (`items[1]`) is code, not a citation, and
-    path-like strings inside fenced blocks are ignored. Links inside code are reported as `url` citations too
-    (the verifier decides whether they are quotes of the context).
-    """
-    fences = _spans(_FENCE_RE, text)
-    inline = [s for s in _spans(_INLINE_CODE_RE, text) if not _inside(s[0], fences)]
-    code = fences + inline
+def _candidates(scan: MarkdownScan, kinds: set[str] | frozenset[str] = frozenset({"url", "path", "block"})) -> list[Citation]:
+    """Every citation-like reference of a scanned text, outermost first (a construct nested in another is left to the
+    outer one: a link's label is checked when the link is replaced)."""
+    text = scan.text
     found: list[Citation] = []
-    taken: list[tuple[int, int]] = []
-
-    for m in _MD_LINK_RE.finditer(text):
-        url = m.group(2)
-        found.append(Citation("url", m.group(0), m.start(), m.end(), url=url))
-        taken.append(m.span())
-    for m in _URL_RE.finditer(text):
-        if _inside(m.start(), taken):
-            continue
-        url = _strip_url(m.group(0))
-        found.append(Citation("url", url, m.start(), m.start() + len(url), url=url))
-        taken.append((m.start(), m.start() + len(url)))
+    for c in scan.constructs:
+        if c.kind == "reference":
+            continue  # a reference use is plain text once its definition is gone; definitions are candidates
+        found.append(Citation("url", text[c.start : c.end], c.start, c.end, url=c.url, form=c.kind, label=c.label))
     for m in _PATH_RE.finditer(text):
-        if _inside(m.start(), taken) or _inside(m.start(), fences):
-            continue
+        if scan.in_code_block(m.start()) or re.search(r"\n[ \t]*\n", m.group(0)):
+            continue  # code, or a "path … (lines …)" split across paragraphs: not one citation
         start = int(m.group("s1") or m.group("s2") or m.group("s3"))
         end_s = m.group("e1") or m.group("e2") or m.group("e3")
         path = re.sub(r"^(?:\./|/)+", "", m.group("path"))
         if "/" not in path and len(path.rsplit(".", 1)[0]) < 2:
             continue  # "e.g line 5", "i.e line 2": abbreviations, not files
         found.append(Citation("path", m.group(0), m.start(), m.end(), repo=m.group("repo"), path=path, start_line=start, end_line=int(end_s) if end_s else start))
-        taken.append(m.span())
     for m in _BLOCK_RE.finditer(text):
-        if _inside(m.start(), taken) or _inside(m.start(), code):
+        if scan.in_code(m.start()):
             continue
-        # `[1](...)` is a markdown link label, handled above; `[text][1]` reference links are rare enough to ignore.
         numbers = _expand_numbers(m.group(1))
         if numbers is None:
             continue
         found.append(Citation("block", m.group(0), m.start(), m.end(), numbers=numbers))
-    found.sort(key=lambda c: c.start)
-    return found
+    # Outermost first: a link wins over the URL, path or [n] inside it; a path wins over a bare URL inside it.
+    rank = {"url": 0, "path": 1, "block": 2}
+    found = [c for c in found if c.kind in kinds]
+    found.sort(key=lambda c: (c.start, -c.end, rank[c.kind]))
+    outer: list[Citation] = []
+    for c in found:
+        if outer and c.start < outer[-1].end:
+            continue
+        outer.append(c)
+    return outer
+
+
+def extract_citations(text: str) -> list[Citation]:
+    """Every citation-like reference in `text`, in order: `[n]` groups, links, and `path:lines` locations.
+
+    What is a link is decided by a Markdown parser (see `markdown_links`): inline links, images, autolinks,
+    reference definitions, raw HTML that links, bare URLs. Code is respected: `[n]` inside inline code or code
+    blocks (`items[1]`) is code, not a citation, and path-like strings inside code blocks are ignored. URLs inside
+    code are reported as `url` citations too (the verifier decides whether they are quotes of the context).
+    """
+    return _candidates(scan_markdown(normalise_newlines(text)))
 
 
 # --- verification ---------------------------------------------------------------------------------------------
@@ -345,10 +327,17 @@ class _Verifier:
                         end = int(end_s) if end_s else start
                     hits, reason = self.check_location(repo.id, path, start, end)
                     return hits, reason, Citation("url", url, 0, 0, repo=repo.id, path=path, start_line=start, end_line=end, url=url)
-        host = urlsplit(url if not url.startswith("www.") else "//" + url).netloc.lower()
+        scheme_m = re.match(r"^([A-Za-z][\w+.-]*):", url)
+        if scheme_m is None and "@" in url.split("/", 1)[0]:
+            return (), "link to a location codesense did not produce (e-mail address)", None
+        schemeless_host = scheme_m is None and not url.startswith(("/", ".", "#")) and re.match(r"^[\w-]+(?:\.[\w-]+)+(?::\d+)?(?:[/?#]|$)", url)
+        try:
+            host = urlsplit("//" + url if schemeless_host else url).netloc.lower()
+        except ValueError:
+            host = ""
         if host in {h for r in self.repos.values() for h in r.hosts}:
             return (), "link does not point into an indexed repository at its indexed ref", None
-        scheme = url.split(":", 1)[0] if re.match(r"^[A-Za-z][\w+.-]*:", url) else "relative"
+        scheme = scheme_m.group(1).lower() if scheme_m else "relative"
         return (), f"link to a location codesense did not produce ({host or scheme + ' URL'})", None
 
 
@@ -360,65 +349,136 @@ def _in_context_text(url: str, blocks: Iterable[ContextBlock]) -> bool:
     return any(url in b.text for b in blocks)
 
 
-def verify_citations(answer: str, blocks: Sequence[ContextBlock], file_line_count: FileLineCount | None = None) -> CitationReport:
+_MAX_LABEL_DEPTH = 4
+_MAX_ROUNDS = 6
+
+
+class _Checker:
+    """One verification run: the verifier, the context, and the valid/invalid citations found so far."""
+
+    def __init__(self, blocks: Sequence[ContextBlock], file_line_count: FileLineCount | None) -> None:
+        self.blocks = blocks
+        self.verifier = _Verifier(blocks, file_line_count)
+        self.valid: list[Citation] = []
+        self.invalid: list[tuple[str, str]] = []
+
+    def quoted(self, c: Citation) -> bool:
+        """A URL inside code that appears verbatim in the context: the model quotes code, that is not a citation."""
+        return c.form == "code" and _in_context_text(c.text, self.blocks)
+
+    def check(self, text: str, depth: int = 0) -> str:
+        """`text` with every citation checked: valid ones kept (links become `[n]`), the rest removed."""
+        scan = scan_markdown(text)
+        edits: list[tuple[int, int, str]] = []
+        for c in _candidates(scan):
+            replacement = self._replacement(c, text, depth)
+            if replacement is not None and replacement != c.text:
+                edits.append((c.start, c.end, replacement))
+        for start, end in scan.unmapped:
+            # A link inside Markdown whose source position could not be recovered: drop the whole block.
+            self.invalid.append((text[start:end], "link inside Markdown that could not be located exactly"))
+            edits.append((start, end, REMOVED_MARKER))
+        return _apply_edits(text, edits)
+
+    def _replacement(self, c: Citation, text: str, depth: int) -> str | None:
+        if c.kind == "block":
+            good = []
+            for n in c.numbers:
+                reason = self.verifier.check_block(n)
+                if reason:
+                    self.invalid.append((f"[{n}]", reason))
+                else:
+                    good.append(n)
+            if good:
+                self.valid.append(Citation("block", c.text, c.start, c.end, numbers=tuple(good), blocks=tuple(dict.fromkeys(good))))
+            return "[" + ", ".join(str(n) for n in dict.fromkeys(good)) + "]" if good else ""
+        if c.kind == "path":
+            hits, reason = self.verifier.check_location(c.repo, c.path or "", c.start_line, c.end_line)
+            if reason:
+                self.invalid.append((c.text, reason))
+                return REMOVED_MARKER
+            self.valid.append(Citation("path", c.text, c.start, c.end, repo=c.repo, path=c.path, start_line=c.start_line, end_line=c.end_line, blocks=hits))
+            return None
+        if self.quoted(c):
+            return None
+        label = ""
+        if c.label is not None and c.form in ("inline", "image"):
+            raw = text[c.label[0] : c.label[1]]
+            label = self.check(raw, depth + 1).strip() if depth < _MAX_LABEL_DEPTH else ""
+        url = c.url or ""
+        if c.form == "html":
+            self.invalid.append((c.text, "raw HTML that links or loads a resource"))
+            return REMOVED_MARKER
+        if c.form == "image":
+            self.invalid.append((url, "image: a renderer would fetch it"))
+            return f"{label} {REMOVED_MARKER}".strip()
+        hits, reason, located = self.verifier.check_url(url)
+        if reason:
+            self.invalid.append((url, reason))
+            return f"{label} {REMOVED_MARKER}".strip()
+        info = located or Citation("url", url, 0, 0, url=url)
+        self.valid.append(Citation("url", c.text, c.start, c.end, repo=info.repo, path=info.path, start_line=info.start_line, end_line=info.end_line, url=url, blocks=hits, form=c.form))
+        if c.form == "definition":
+            return ""  # the definition only powers reference uses; those stay plain text
+        marker = "[" + ", ".join(str(n) for n in hits) + "]"
+        return f"{label} {marker}".strip()
+
+    def sanitize_round(self, text: str) -> str:
+        """One round of removing links that only appeared once others were removed (`htt[9]ps://…`, a label)."""
+        scan = scan_markdown(text)
+        edits = []
+        for c in _candidates(scan, kinds={"url"}):
+            if self.quoted(c):
+                continue
+            self.invalid.append((c.text, "link formed after other references were removed"))
+            edits.append((c.start, c.end, REMOVED_MARKER))
+        edits += [(s, e, REMOVED_MARKER) for s, e in scan.unmapped]
+        return _apply_edits(text, edits) if edits else text
+
+    def leftovers(self, text: str) -> str:
+        """`sanitize_round` until nothing is left to remove."""
+        for _ in range(_MAX_ROUNDS):
+            cleaned = self.sanitize_round(text)
+            if cleaned == text:
+                return text
+            text = cleaned
+        # Pathological input: drop every line that still renders a link.
+        while not link_free(text, self.allowed_code_urls(text)):
+            scan = scan_markdown(text)
+            bad = [c for c in scan.constructs if not (c.kind == "code" and self.quoted(Citation("url", text[c.start : c.end], c.start, c.end, form="code")))]
+            spans = [(c.start, c.end) for c in bad] + scan.unmapped
+            lines = text.split("\n")
+            offsets = [0]
+            for line in lines:
+                offsets.append(offsets[-1] + len(line) + 1)
+            drop = {i for s, e in spans for i in range(len(lines)) if offsets[i] < max(e, s + 1) and s < offsets[i + 1]}
+            text = "\n".join(REMOVED_MARKER if i in drop else line for i, line in enumerate(lines))
+        return text
+
+    def allowed_code_urls(self, text: str) -> set[str]:
+        scan = scan_markdown(text)
+        return {text[c.start : c.end] for c in scan.constructs if c.kind == "code" and _in_context_text(text[c.start : c.end], self.blocks)}
+
+
+def verify_citations(answer: str, blocks: Sequence[ContextBlock], file_line_count: FileLineCount | None = None, *, note: bool = True) -> CitationReport:
     """Check every citation in `answer` against the context `blocks` and the index (`file_line_count`).
 
     Valid `[n]` markers and verified locations stay; an invalid marker is dropped (a group keeps its valid
     members); an invalid location or any link codesense did not produce is replaced by
-    "[unverified reference removed]" (a markdown link keeps its label). A link to a verified location is replaced by
-    the `[n]` of the block it points into, so every link the user sees is a permalink rendered by codesense. URLs
-    inside code that quote the context verbatim are left alone. Without any valid citation, `NO_SOURCE_NOTE` is appended.
+    "[unverified reference removed]" (a link or image keeps its label, itself checked). A link to a verified location
+    is replaced by the `[n]` of the block it points into, so the answer text renders no link at all: the only links
+    a user sees are the `Source:` permalinks codesense renders. What is a link is decided by a Markdown parser
+    (`markdown_links`): inline and reference links, images, autolinks of any scheme, raw HTML, bare URLs. Reference
+    definitions are removed (their uses stay as plain text). URLs inside code that quote the context verbatim are left
+    alone. Without any valid citation, `NO_SOURCE_NOTE` is appended (unless `note=False`).
     """
-    verifier = _Verifier(blocks, file_line_count)
-    fences = _spans(_FENCE_RE, answer)
-    code = fences + _spans(_INLINE_CODE_RE, answer)
-    valid: list[Citation] = []
-    invalid: list[tuple[str, str]] = []
-    edits: list[tuple[int, int, str]] = []
-
-    for c in extract_citations(answer):
-        if c.kind == "block":
-            good = []
-            for n in c.numbers:
-                reason = verifier.check_block(n)
-                if reason:
-                    invalid.append((f"[{n}]", reason))
-                else:
-                    good.append(n)
-            if good:
-                valid.append(Citation("block", c.text, c.start, c.end, numbers=tuple(good), blocks=tuple(dict.fromkeys(good))))
-            replacement = "[" + ", ".join(str(n) for n in dict.fromkeys(good)) + "]" if good else ""
-            if replacement != c.text:
-                edits.append((c.start, c.end, replacement))
-        elif c.kind == "path":
-            hits, reason = verifier.check_location(c.repo, c.path or "", c.start_line, c.end_line)
-            if reason:
-                invalid.append((c.text, reason))
-                edits.append((c.start, c.end, REMOVED_MARKER))
-            else:
-                valid.append(Citation("path", c.text, c.start, c.end, repo=c.repo, path=c.path, start_line=c.start_line, end_line=c.end_line, blocks=hits))
-        else:
-            url = c.url or ""
-            is_md = c.text.startswith("[") and c.text != url
-            label = _MD_LINK_RE.match(c.text).group(1) if is_md else ""  # type: ignore[union-attr]
-            if _inside(c.start, code) and _in_context_text(url, blocks):
-                continue  # the model quotes code from the context; that is not a citation
-            hits, reason, located = verifier.check_url(url)
-            if reason:
-                invalid.append((url, reason))
-                edits.append((c.start, c.end, f"{label} {REMOVED_MARKER}".strip() if is_md else REMOVED_MARKER))
-                continue
-            info = located or Citation("url", url, 0, 0, url=url)
-            valid.append(Citation("url", c.text, c.start, c.end, repo=info.repo, path=info.path, start_line=info.start_line, end_line=info.end_line, url=url, blocks=hits))
-            marker = "[" + ", ".join(str(n) for n in hits) + "]"
-            edits.append((c.start, c.end, f"{label} {marker}".strip() if is_md else marker))
-
-    text = _apply_edits(answer, edits)
-    cited = sorted({n for c in valid for n in c.blocks})
-    sources = [verifier.blocks[n] for n in cited]
-    if not valid:
-        text = (text.rstrip() + "\n\n" + NO_SOURCE_NOTE).lstrip()
-    return CitationReport(valid=valid, invalid=invalid, answer_text=text, sources=sources)
+    checker = _Checker(blocks, file_line_count)
+    text = checker.leftovers(checker.check(normalise_newlines(answer)))
+    cited = sorted({n for c in checker.valid for n in c.blocks})
+    sources = [checker.verifier.blocks[n] for n in cited]
+    if not checker.valid and note:
+        text = trim_answer(text.rstrip() + "\n\n" + NO_SOURCE_NOTE)
+    return CitationReport(valid=checker.valid, invalid=checker.invalid, answer_text=text, sources=sources)
 
 
 def _apply_edits(text: str, edits: list[tuple[int, int, str]]) -> str:
@@ -445,3 +505,47 @@ def render_answer(report: CitationReport) -> str:
     """The checked answer followed by its verified sources, as shown to a user."""
     lines = render_sources(report)
     return report.answer_text.rstrip() + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+class StreamVerifier:
+    """Verification in the two stages a stream needs (see `verified_stream`): the first pass over raw model text,
+    then rounds removing links that only formed once other text was removed."""
+
+    def __init__(self, blocks: Sequence[ContextBlock], file_line_count: FileLineCount | None = None) -> None:
+        self.blocks = blocks
+        self.lookup = file_line_count
+
+    def first_pass(self, raw: str) -> str:
+        return _Checker(self.blocks, self.lookup).check(normalise_newlines(raw))
+
+    def sanitize_round(self, text: str) -> str:
+        return _Checker(self.blocks, self.lookup).sanitize_round(text)
+
+    def is_safe(self, text: str) -> bool:
+        return renders_no_foreign_link(text, self.blocks)
+
+
+def renders_no_foreign_link(text: str, blocks: Sequence[ContextBlock]) -> bool:
+    """True when `text` renders no link, except URLs inside code that quote the context verbatim."""
+    scan = scan_markdown(normalise_newlines(text))
+    allowed = {scan.text[c.start : c.end] for c in scan.constructs if c.kind == "code" and _in_context_text(scan.text[c.start : c.end], blocks)}
+    return link_free(text, allowed)
+
+
+_DEFANG = str.maketrans({".": "[.]", ":": "[:]", "@": "[@]", "<": "‹", ">": "›", "(": "❨", ")": "❩"})
+
+
+def defang(text: str) -> str:
+    """A removed reference as inert text (`https[:]//evil[.]example/x`): shown in diagnostics, never a link again.
+
+    Text that renders no link (a `[9]`, an invented `path:L1-L5`) is returned unchanged.
+    """
+    if link_free(text):
+        return text
+    inert = text.translate(_DEFANG)
+    return inert if link_free(inert) else f"(removed link, {len(text)} characters)"
+
+
+def defang_reason(reason: str) -> str:
+    """A reason naming a foreign host (`… did not produce (evil.example)`) with the host made inert too."""
+    return re.sub(r"\(([^()\s]+\.[^()\s]+)\)$", lambda m: "(" + m.group(1).replace(".", "[.]") + ")", reason)

@@ -7,7 +7,6 @@ import pytest
 from codesense_ray.answering.answerer import (
     InvalidQuestion,
     RagAnswerer,
-    _UrlGuard,
     assemble_context,
     check_question,
     extractive_answer,
@@ -95,11 +94,13 @@ def test_extractive_answer_cites_every_item():
     assert extractive_answer("How?", []).startswith("I found no indexed code")
 
 
-def test_url_guard_masks_links_across_deltas():
-    """A URL split over several stream deltas never reaches the client."""
-    g = _UrlGuard()
-    out = g.feed("see htt") + g.feed("ps://evil.exa") + g.feed("mple.com/x now ") + g.flush()
-    assert "evil" not in out and "see" in out and "now" in out
+def test_stream_holds_links_split_across_deltas():
+    """A URL split over several stream deltas never reaches the client; the tokens add up to the verified answer."""
+    answerer = RagAnswerer(FakeRetriever([hit("a.py", 1, 2)]), FakeGenerator("see https://evil.exa mple.com/x now [1] ok"), FilePromptRegistry())
+    events = list(answerer.ask_events("Where?", stream=True))
+    streamed = "".join(v for k, v in events if k == "token")
+    assert "evil" not in streamed and "see" in streamed and "now" in streamed
+    assert streamed == events[-1][1].answer
 
 
 def test_check_question_limits():
@@ -140,6 +141,6 @@ def test_generator_error_carries_sources():
 
 def test_stream_events_order():
     """Streaming yields sources first, then tokens, then the verified answer."""
-    answerer = RagAnswerer(FakeRetriever([hit("a.py", 1, 2)]), FakeGenerator("It is in a.py [1] ok"), FilePromptRegistry())
+    answerer = RagAnswerer(FakeRetriever([hit("a.py", 1, 2)]), FakeGenerator("It is in the handler module [1] which checks it.\nThe second line explains more of it [1] and ends."), FilePromptRegistry())
     kinds = [k for k, _ in answerer.ask_events("Where?", stream=True)]
     assert kinds[0] == "sources" and kinds[-1] == "answer" and kinds.count("token") >= 2

@@ -254,3 +254,20 @@ def test_http_off_loopback_needs_a_token():
     with pytest.raises(CodesenseError, match="needs a bearer token"):
         check_http_exposure("0.0.0.0", None, "CODESENSE_API_TOKEN")
     check_http_exposure("127.0.0.1", None, None)
+
+
+def test_cli_without_index_is_a_one_line_error(tmp_path):
+    """`codesense mcp` before any index run exits 3 with one line on stderr and nothing on stdout."""
+    cfg = write_config(tmp_path, [{"id": "payments", "path": str(PAYMENTS)}])
+    env = dict(os.environ, CODESENSE_HOME=str(tmp_path / ".codesense"))
+    proc = subprocess.run([CODESENSE_BIN, "mcp", "--config", str(cfg)], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 3 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["codesense: error: no index yet: run `codesense index`"]
+
+
+def test_cli_http_off_loopback_without_token_is_refused(tmp_path):
+    """`codesense mcp --transport http --host 0.0.0.0` without a configured token refuses to start."""
+    cfg = write_config(tmp_path, [{"id": "payments", "path": str(PAYMENTS)}])
+    env = dict(os.environ, CODESENSE_HOME=str(tmp_path / ".codesense"))
+    proc = subprocess.run([CODESENSE_BIN, "mcp", "--config", str(cfg), "--transport", "http", "--host", "0.0.0.0"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "needs a bearer token off loopback" in proc.stderr and proc.stdout == ""

@@ -54,6 +54,8 @@ COPY --chown=1000:100 jobs ./jobs
 COPY --chown=1000:100 kfp_wrappers ./kfp_wrappers
 COPY --chown=1000:100 serve_configs ./serve_configs
 COPY --chown=1000:100 codesense.yaml ./codesense.yaml
+# `codesense explain` reads its concepts from the docs (one source with docs/).
+COPY --chown=1000:100 docs ./docs
 RUN mkdir -p /app/data/raw /app/.codesense
 
 # No ENTRYPOINT: KubeRay starts `ray start ...` in head/worker pods and KFP runs the component command.

@@ -136,6 +136,23 @@ class PromptRegistryError(CodesenseError):
     """Pushing to a prompt registry failed (unreachable, unauthorised, rejected); the message says which and why."""
 
 
+# --- interfaces (OpenAI-compatible chat, MCP, explain) ---------------------------------------------------
+class InvalidChatRequest(CodesenseError):
+    """A chat request codesense cannot answer as given (HTTP 422)."""
+
+
+class ModelNotFound(CodesenseError):
+    """A `model` that is no configured chat profile (HTTP 404)."""
+
+
+class InvalidArgument(CodesenseError):
+    """An MCP tool argument that is wrong (bad range, path outside the repository, file not indexed)."""
+
+
+class UnknownConcept(CodesenseError):
+    """`codesense explain NAME` for a concept no docs section defines; the message lists the known keys."""
+
+
 # --- evaluation -----------------------------------------------------------------------------------------
 class InvalidDataset(CodesenseError):
     """The dataset file is missing, empty, or has a malformed line (the message names the line and the problem)."""
@@ -151,6 +168,10 @@ class InvalidGates(CodesenseError):
 #: 6 a job or pipeline failed.
 ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
     (InvalidQuestion, 2, 422),
+    (InvalidChatRequest, 2, 422),
+    (ModelNotFound, 2, 404),
+    (InvalidArgument, 2, 422),
+    (UnknownConcept, 2, 404),
     (InvalidDataset, 2, 422),
     (InvalidGates, 2, 422),
     (PromptNotFound, 2, 404),

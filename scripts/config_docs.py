@@ -78,6 +78,9 @@ def render() -> str:
     from codesense_ray.config import RepositoryConfig
 
     _section("repositories[]", RepositoryConfig, lines)
+    from codesense_ray.config.interfaces import ChatProfile
+
+    _section("chat.profiles.<model>", ChatProfile, lines)
     return "\n".join(lines).rstrip() + "\n"
 
 

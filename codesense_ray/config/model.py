@@ -31,6 +31,7 @@ from codesense_ray.errors import InvalidConfig
 from codesense_ray.config.evaluation import EvaluationConfig
 from codesense_ray.config.answering import GeneratorConfig, PromptsConfig, TracingConfig
 from codesense_ray.config.orchestration import ConvergeConfig, DvcConfig, JobsConfig, PipelineConfig
+from codesense_ray.config.interfaces import ChatConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
@@ -183,6 +184,7 @@ class Config(_Section):
     dvc: DvcConfig = Field(default_factory=DvcConfig, description="Data versioning of data/raw with DVC.")
     jobs: JobsConfig = Field(default_factory=JobsConfig, description="How Ray jobs are submitted (ray-jobs or kuberay).")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The KFP pipeline codesense-rag.")
+    chat: ChatConfig = Field(default_factory=ChatConfig, description="`/v1/chat/completions`: the `model` ids (answer profiles) OpenAI clients pick.")
 
     # Not part of the YAML: where the file was read from (relative paths resolve against it).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

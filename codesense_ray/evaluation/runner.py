@@ -368,14 +368,14 @@ def run_evaluation(
     output_dir: str | Path | None = None,
     log_mlflow: bool | None = None,
     on_progress: ProgressCallback | None = None,
-    retriever=None,
+    retriever,
     answerer=None,
     judge_suite=None,
 ) -> EvalOutcome:
-    """Evaluate `dataset` with the services `cfg` describes, write results and plots, log an MLflow run.
+    """Evaluate `dataset` with the given services, write results and plots, log an MLflow run.
 
-    Services can be passed in (tests, the benchmark script reusing one loaded model); otherwise they are built
-    from `cfg`. Answers are not traced (the per-question results already hold them).
+    The caller composes the services from `cfg` (`app.compose.build_retriever` / `build_answerer`; the CLI does):
+    the evaluation package never reaches up into the app layer. Full mode (not `retrieval_only`) needs `answerer`.
     """
     from codesense_ray.evaluation.mlflow_log import log_evaluation, run_params
     from codesense_ray.evaluation.plots import write_plots
@@ -386,15 +386,8 @@ def run_evaluation(
         status = JudgeStatus("ok", model=judge_suite.model_name)
     else:
         judge_suite, status = build_judge(cfg, judge)
-    if retriever is None:
-        from codesense_ray.app.compose import build_retriever
-
-        retriever = build_retriever(cfg, long_lived=True)
     if not retrieval_only and answerer is None:
-        from codesense_ray.app.compose import build_answerer
-        from codesense_ray.answering.tracing import NoopTracer
-
-        answerer = build_answerer(cfg, retriever, tracer=NoopTracer())
+        raise ValueError("run_evaluation: full mode needs an answerer (or retrieval_only=True)")
     runner = EvalRunner(retriever, answerer=None if retrieval_only else answerer, judge=judge_suite, ks=ks, depth=ecfg.depth, candidates=cfg.search.candidates)
     report = runner.run(dataset, on_progress=on_progress, judge_status=status)
     out = Path(output_dir) if output_dir else default_output_dir(cfg, dataset, report.mode)

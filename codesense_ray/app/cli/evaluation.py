@@ -78,9 +78,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     retriever = None
     try:
-        from codesense_ray.app.compose import build_retriever
+        from codesense_ray.answering.tracing import NoopTracer
+        from codesense_ray.app.compose import build_answerer, build_retriever
 
         retriever = build_retriever(cfg, long_lived=True)
+        # Answers are not traced: the per-question results already hold them.
+        answerer = None if args.retrieval_only else build_answerer(cfg, retriever, tracer=NoopTracer())
         outcome = run_evaluation(
             cfg,
             dataset,
@@ -91,6 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             log_mlflow=False if args.no_mlflow else ecfg.log_to_mlflow,
             on_progress=on_progress,
             retriever=retriever,
+            answerer=answerer,
         )
     finally:
         bar.close()

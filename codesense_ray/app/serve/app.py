@@ -332,7 +332,12 @@ class Ingress:
         self.answerer = RagAnswerer(
             _HandleRetriever(retriever), gen, build_prompt_registry(cfg.prompts, cfg.home), build_tracer(cfg.tracing, cfg.home), cfg.answer
         )
-        self.api = create_api(self.answerer, retriever, Metrics(), auth_token, gen)
+        metrics = Metrics()
+        self.api = create_api(self.answerer, retriever, metrics, auth_token, gen)
+        from codesense_ray.app.serve.chat import add_chat_routes
+
+        # OpenAI-compatible /v1/chat/completions and /v1/models: same app, so the same auth, errors and metrics.
+        add_chat_routes(self.api, self.answerer, metrics, cfg.chat, error_status, _error_payload)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve calls this on the replica after __init__: the app needs the handles, so it cannot exist earlier.

@@ -71,7 +71,8 @@ class CodebaseTools:
             raise InvalidArgument("query: empty")
         with self._lock:
             hits = self.retriever.search(query, k=k, repo_ids=[repo] if repo else [])
-        return {"query": query, "hits": [h.to_dict() for h in hits]}
+        # The chunk's text rides along: an agent usually needs the code itself, not only where it is.
+        return {"query": query, "hits": [{k: v for k, v in h.to_dict(with_text=True).items() if k != "header"} for h in hits]}
 
     def ask_codebase(self, question: str, repo: str | None = None) -> dict:
         with self._lock:

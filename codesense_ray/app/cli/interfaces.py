@@ -59,11 +59,14 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     tools = build_tools(cfg)  # index missing, store locked, bad config: one-line errors before serving
     server = build_mcp_server(tools)
     repos = ", ".join(r["id"] for r in tools.repositories())
-    if args.transport == "stdio":
-        print(f"codesense mcp: stdio, repositories: {repos}", file=sys.stderr, flush=True)
-        server.run("stdio")
-    else:
-        auth = "bearer token" if token else "no auth (loopback only)"
-        print(f"codesense mcp: http://{args.host}:{args.port}/mcp ({auth}), repositories: {repos}", file=sys.stderr, flush=True)
-        serve_http(server, args.host, args.port, token)
+    try:
+        if args.transport == "stdio":
+            print(f"codesense mcp: stdio, repositories: {repos}", file=sys.stderr, flush=True)
+            server.run("stdio")
+        else:
+            auth = "bearer token" if token else "no auth (loopback only)"
+            print(f"codesense mcp: http://{args.host}:{args.port}/mcp ({auth}), repositories: {repos}", file=sys.stderr, flush=True)
+            serve_http(server, args.host, args.port, token)
+    finally:
+        tools.answerer.tracer.flush()  # traces of ask_codebase calls still buffered
     return 0

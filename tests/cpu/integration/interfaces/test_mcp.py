@@ -158,11 +158,13 @@ def test_lists_three_tools_and_the_repository_resource(records):
 
 @pytest.mark.slow
 def test_search_code_returns_ranked_hits_with_pinned_links(records):
-    """search_code finds the JWT module first, with a commit-pinned GitHub link."""
+    """search_code finds the JWT module first, with a commit-pinned GitHub link and the chunk's exact lines."""
     r = records["search"]
     assert not r["is_error"]
     hits = r["data"]["hits"]
     assert len(hits) == 3 and hits[0]["path"] == "app/auth/jwt.py"
+    jwt = (PAYMENTS / "app" / "auth" / "jwt.py").read_text().splitlines()
+    assert hits[0]["text"] == "\n".join(jwt[hits[0]["start_line"] - 1 : hits[0]["end_line"]])
     assert hits[0]["url"].startswith("https://github.com/acme/payments/blob/4f1c2ab/app/auth/jwt.py#L")
 
 

@@ -231,6 +231,9 @@ class CanaryConfig(_Section):
     soak_s: float = Field(300.0, ge=0, description="Seconds each step serves traffic before its gate is read (metrics need samples).")
     max_error_rate: float = Field(0.02, ge=0, le=1, description="Gate: share of 5xx responses of the canary revision above which it is rolled back.")
     max_p95_latency_s: float = Field(20.0, gt=0, description="Gate: p95 request latency of the canary revision (seconds).")
+    require_metrics: bool = Field(
+        True, description="True: a step whose error rate or latency has no samples yet (no traffic reached the canary) fails its gate instead of passing blind."
+    )
     min_judge_score: float | None = Field(None, ge=0, le=1, description="Gate: LLM-judge score of canary answers, when the metric exists; None: not gated.")
     error_rate_query: str = Field(
         'sum(rate(revision_app_request_count{{namespace_name="{namespace}",revision_name="{revision}",response_code_class="5xx"}}[{window}]))'

@@ -245,7 +245,8 @@ class CanaryConfig(_Section):
         description="PromQL template of the p95 latency in seconds.",
     )
     judge_query: str = Field(
-        'avg(codesense_judge_score{{model="{adapter}"}})', description="PromQL template of the judge score; an empty result skips the gate."
+        'sum(rate(codesense_judge_score_sum{{metric="faithfulness"}}[{window}])) / sum(rate(codesense_judge_score_count{{metric="faithfulness"}}[{window}]))',
+        description="PromQL template of the online judge's score (the RAG app's histogram, all traffic); an empty result skips the gate.",
     )
     eval_dataset: str | None = Field(None, description="Evaluation JSONL run against the canary endpoint at every step; None: metrics gates only.")
     eval_gate: str = Field("gates.yaml", description="Thresholds for that evaluation (as `codesense eval --gate`).")

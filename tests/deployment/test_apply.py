@@ -78,7 +78,7 @@ def test_unreachable_api_server_is_named(tmp_path):
 
 
 def test_apply_command_reports_per_object(tmp_path, cluster, monkeypatch, capsys):
-    """`codesense deploy apply --env dev --json` against the local API: exit 0 and one report line per object."""
+    """`codesense deploy apply --env dev --json` against the local API: exit 0, one report entry per object, infra/base/observability included."""
     import json
 
     import yaml
@@ -97,6 +97,11 @@ def test_apply_command_reports_per_object(tmp_path, cluster, monkeypatch, capsys
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     cfg = tmp_path / "codesense.yaml"
     cfg.write_text(yaml.safe_dump({"repositories": []}))
+    obs = tmp_path / "infra" / "base" / "observability"
+    obs.mkdir(parents=True)
+    (obs / "kustomization.yaml").write_text("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [rule.yaml]\n")
+    (obs / "rule.yaml").write_text(yaml.safe_dump({"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "codesense-slo"},
+                                                   "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0"}]}]}}))
     code = cli.main(["deploy", "apply", "--env", "dev", "--config", str(cfg), "--json", "--timeout", "30", "--poll-interval", "0.01"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -104,3 +109,5 @@ def test_apply_command_reports_per_object(tmp_path, cluster, monkeypatch, capsys
     assert code == 0 and out["ok"]
     assert {o["kind"] for o in out["objects"]} >= {"RayService", "InferenceService", "ClusterPolicy", "ServiceMonitor"}
     assert state.find("InferenceService", "codesense-llm")["spec"]["predictor"]["minReplicas"] == 0
+    # The hand-kept observability folder is applied too, in the deployment namespace.
+    assert state.find("PrometheusRule", "codesense-slo")["metadata"]["namespace"] == "codesense"

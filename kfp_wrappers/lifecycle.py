@@ -24,6 +24,8 @@ from codesense_ray.orchestration.settings import DEFAULT_IMAGE, PipelineConfig
 from kfp_wrappers.components import build_code_index, converge_repositories
 from kfp_wrappers.pipeline import _attach
 
+LIFECYCLE_NAME = "codesense-lifecycle"
+
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def gate_index(config: str, dataset: str, gate: str = "gates.yaml", backend: str = "", ray_address: str = "", index_collection: str = "") -> dict:
@@ -117,7 +119,7 @@ def build_lifecycle_pipeline(pcfg: "PipelineConfig | None" = None):
     pcfg = pcfg or PipelineConfig()
 
     @dsl.pipeline(
-        name="codesense-lifecycle",
+        name=LIFECYCLE_NAME,
         description="codesense CI/CT/CD: converge → index → gate → golden/distill → fine-tune → compare → canary → promote.",
     )
     def codesense_lifecycle(
@@ -165,5 +167,51 @@ def compile_lifecycle(output: str, pcfg: "PipelineConfig | None" = None) -> str:
     return str(out)
 
 
+def schedule_lifecycle(cfg, cron: str | None = None, *, host: str | None = None, experiment: str | None = None, **kwargs) -> dict:
+    """Create (or replace) the recurring run of `codesense-lifecycle` on KFP, like `codesense pipeline schedule` does
+    for `codesense-rag` (same experiment, secrets and image from the `pipeline:` section)."""
+    from codesense_ray.config import config_from_dict
+    from codesense_ray.orchestration.kfp_runs import schedule_pipeline
+    from codesense_ray.orchestration.settings import section
+
+    pcfg = section(cfg, "pipeline", PipelineConfig)
+    data = cfg.model_dump(mode="json")
+    data["pipeline"] = {**pcfg.model_dump(mode="json"), "name": LIFECYCLE_NAME, "recurring_run_name": f"{LIFECYCLE_NAME}-schedule"}
+    lifecycle_cfg = config_from_dict(data, cfg.base_dir)
+    return schedule_pipeline(lifecycle_cfg, cron, host=host, experiment=experiment, compile_fn=lambda path, p: compile_lifecycle(str(path), p), **kwargs)
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    """`python -m kfp_wrappers.lifecycle compile --output FILE` / `schedule --cron "0 3 * * 0" [--host URL]`."""
+    import argparse
+    import json
+
+    from codesense_ray.config import load_config
+    from codesense_ray.errors import CodesenseError
+    from codesense_ray.orchestration.settings import section
+
+    parser = argparse.ArgumentParser(prog="python -m kfp_wrappers.lifecycle", description="compile or schedule the codesense-lifecycle pipeline")
+    parser.add_argument("action", choices=["compile", "schedule"])
+    parser.add_argument("--config", default=None, help="codesense.yaml (its `pipeline:` section sets image, secrets, host)")
+    parser.add_argument("--output", default=f"{LIFECYCLE_NAME}.yaml", help="compile: IR YAML file to write")
+    parser.add_argument("--cron", default=None, help="schedule: cron (5 fields, or KFP's 6); default pipeline.schedule")
+    parser.add_argument("--host", default=None, help="schedule: KFP API endpoint (default pipeline.host)")
+    parser.add_argument("--experiment", default=None, help="schedule: KFP experiment (default pipeline.experiment)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        if args.action == "compile":
+            print(compile_lifecycle(args.output, section(cfg, "pipeline", PipelineConfig)))
+        else:
+            print(json.dumps(schedule_lifecycle(cfg, args.cron, host=args.host, experiment=args.experiment), indent=2))
+    except CodesenseError as err:
+        print(f"codesense: error: {err}", file=__import__("sys").stderr)
+        return err.exit_code
+    return 0
+
+
 codesense_lifecycle = build_lifecycle_pipeline()
 """The lifecycle pipeline with default settings."""
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -155,8 +155,11 @@ def schedule_pipeline(
     experiment: str | None = None,
     connect_timeout_s: float | None = None,
     client_factory: Callable[..., Any] | None = None,
+    compile_fn: Callable[[Path, PipelineConfig], Any] | None = None,
 ) -> dict[str, Any]:
     """Create (or replace) the recurring run of `codesense-rag` on KFP. Returns the ids involved.
+
+    `compile_fn(path, pcfg)` compiles another pipeline instead (the lifecycle DAG); `pcfg.name` names it.
 
     Raises `InvalidSchedule` for a bad cron before any network call, `ServiceUnreachable` when the KFP API
     does not accept a connection within the bounded timeout, `ServiceError` when it refuses a request.
@@ -174,7 +177,7 @@ def schedule_pipeline(
 
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 and later"
-        package = compile_pipeline(Path(tmp) / f"{pcfg.name}.yaml", pcfg)
+        package = Path((compile_fn or compile_pipeline)(Path(tmp) / f"{pcfg.name}.yaml", pcfg))
         version_name = f"{pcfg.name}-{hashlib.sha256(package.read_bytes()).hexdigest()[:12]}"
         with _kfp_errors(f"connect to {host}"):
             if client_factory is None:

@@ -101,3 +101,21 @@ def test_lifecycle_runs_end_to_end_with_the_kfp_local_runner(tmp_path, cluster, 
     assert steps == [None, 10, 50, 100, None]
     assert any("predictor-00002" in q for q in prom.queries)
     assert (tmp_path / "home").is_dir()  # the index job wrote its embedded Qdrant under CODESENSE_HOME
+
+
+from tests.orchestration.conftest import fake_kfp  # noqa: E402,F401 - the local KFP v2beta1 API fixture
+
+
+def test_lifecycle_is_scheduled_on_kfp(tmp_path, fake_kfp, monkeypatch):  # noqa: F811
+    """`schedule_lifecycle` uploads codesense-lifecycle through the real kfp.Client and creates its own recurring run."""
+    from kfp_wrappers.lifecycle import schedule_lifecycle
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    state, url = fake_kfp
+    result = schedule_lifecycle(config_from_dict({"repositories": []}, tmp_path), "0 4 * * 0", host=url)
+
+    run = state.recurring_runs[result["recurring_run_id"]]
+    assert run["display_name"] == "codesense-lifecycle-schedule" and run["trigger"]["cron_schedule"]["cron"] == "0 0 4 * * 0"
+    version = state.versions[result["pipeline_id"]][0]
+    assert version["pipeline_spec"]["pipelineInfo"]["name"] == "codesense-lifecycle"
+    assert set(version["pipeline_spec"]["root"]["dag"]["tasks"]) == set(ORDER)

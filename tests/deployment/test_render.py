@@ -63,8 +63,10 @@ def test_every_rendered_object_is_valid_offline(tmp_path, env):
     """Core kinds pass the Kubernetes 1.33 OpenAPI schema (strict); custom resources pass their CRD schema with no pruned fields."""
     require_crds()
     objs = render(_cfg(tmp_path), env).objects
-    kinds = {o["kind"] for o in objs}
-    assert {"RayService", "RayCluster", "InferenceService", "ClusterServingRuntime", "ServiceMonitor", "PodMonitor", "ClusterPolicy"} <= kinds or env == "dev"
+    expected = {"RayService", "RayCluster", "InferenceService", "ClusterServingRuntime", "ServiceMonitor", "PodMonitor", "ClusterPolicy", "StatefulSet"}
+    if env == "dev":
+        expected.discard("RayCluster")  # STUDENT's dev environment turns the long-lived cluster off
+    assert expected <= {o["kind"] for o in objs}
     for obj in objs:
         validate_object(obj)
 
@@ -185,15 +187,15 @@ def test_qdrant_values_use_only_keys_of_the_official_chart(tmp_path):
     def paths(d: dict, prefix=()):
         for k, v in d.items():
             yield (*prefix, k)
-            if isinstance(v, dict) and v and not (prefix and prefix[-1] in ("resources",)):
+            if isinstance(v, dict):
                 yield from paths(v, (*prefix, k))
 
     ours = render(_cfg(tmp_path), "prod").helm_values["qdrant-values.yaml"]
     for path in paths(ours):
         node = reference
         for part in path:
-            if node is None or (isinstance(node, dict) and node == {} and path[0] == "resources"):
-                break
+            if node == {}:
+                break  # a free-form map in the chart (resources: {}): any key goes
             assert isinstance(node, dict) and part in node, f"qdrant values key {'.'.join(path)} is not in the chart's values.yaml"
             node = node[part]
     assert ours["replicaCount"] == 3 and ours["config"]["cluster"]["enabled"] is True

@@ -153,6 +153,15 @@ class UnknownConcept(CodesenseError):
     """`codesense explain NAME` for a concept no docs section defines; the message lists the known keys."""
 
 
+# --- deployment (Kubernetes, Prometheus) -------------------------------------------------------------------
+class DeployError(CodesenseError):
+    """The cluster refused an object, or cannot be reached."""
+
+
+class PrometheusError(CodesenseError):
+    """Prometheus is unreachable or refused a query."""
+
+
 # --- evaluation -----------------------------------------------------------------------------------------
 class InvalidDataset(CodesenseError):
     """The dataset file is missing, empty, or has a malformed line (the message names the line and the problem)."""
@@ -184,6 +193,8 @@ ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
     (StorageLocked, 4, 503),
     (GeneratorError, 5, 502),
     (PromptRegistryError, 5, 502),
+    (DeployError, 5, 502),
+    (PrometheusError, 5, 502),
     (ToolMissing, 2, 500),
     (ServiceUnreachable, 5, 502),
     (ServiceError, 5, 502),

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from codesense_ray.config.deployment import DeploymentConfig
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.config.evaluation import EvaluationConfig
 from codesense_ray.config.answering import GeneratorConfig, PromptsConfig, TracingConfig
@@ -185,6 +186,7 @@ class Config(_Section):
     jobs: JobsConfig = Field(default_factory=JobsConfig, description="How Ray jobs are submitted (ray-jobs or kuberay).")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The KFP pipeline codesense-rag.")
     chat: ChatConfig = Field(default_factory=ChatConfig, description="`/v1/chat/completions`: the `model` ids (answer profiles) OpenAI clients pick.")
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig, description="Kubernetes delivery: `infra/`, `codesense deploy`, `codesense rollout`.")
 
     # Not part of the YAML: where the file was read from (relative paths resolve against it).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -179,7 +179,7 @@ def schedule_pipeline(
 
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
         warnings.simplefilter("ignore", FutureWarning)  # "This client only works with KFP v2.0.0-beta.2 and later"
-        package = compile_pipeline(Path(tmp) / f"{pcfg.name}.yaml", pcfg)
+        package = Path(compile_pipeline(Path(tmp) / f"{pcfg.name}.yaml", pcfg))
         version_name = f"{pcfg.name}-{hashlib.sha256(package.read_bytes()).hexdigest()[:12]}"
         with _kfp_errors(f"connect to {host}"):
             if client_factory is None:

@@ -294,12 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Command groups contributed by other modules (answering, evaluation, orchestration)."""
+    from codesense_ray.app.cli.deployment import register as deployment
     from codesense_ray.app.cli.evaluation import register as evaluation
     from codesense_ray.app.cli.interfaces import register as interfaces
     from codesense_ray.app.cli.orchestration import register as orchestration
     from codesense_ray.app.cli.prompts import register as prompts
 
-    return [prompts, evaluation, orchestration, interfaces]
+    return [prompts, evaluation, orchestration, interfaces, deployment]
 
 
 def main(argv: list[str] | None = None) -> int:

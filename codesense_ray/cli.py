@@ -302,10 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     """Command groups contributed by other modules (answering, evaluation, orchestration)."""
     from codesense_ray.evaluation.cli import register as evaluation
+    from codesense_ray.monitoring.cli import register as monitoring
     from codesense_ray.orchestration.cli import register as orchestration
     from codesense_ray.prompts.cli import register as prompts
 
-    return [prompts, evaluation, orchestration]
+    return [prompts, evaluation, orchestration, monitoring]
 
 
 def main(argv: list[str] | None = None) -> int:

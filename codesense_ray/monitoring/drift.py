@@ -254,5 +254,11 @@ def _query_embedder(cfg: Any) -> Callable[[list[str]], np.ndarray]:
     """The index's own query embedder: drift is measured in the space retrieval searches in."""
     from codesense_ray.embedding import SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(cfg.embedding)
-    return lambda texts: embedder.embed_queries(texts)
+    loaded: list = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if not loaded:  # loaded on first use: a window too small to test never loads the model
+            loaded.append(SentenceTransformerEmbedder(cfg.embedding))
+        return loaded[0].embed_queries(texts)
+
+    return embed

@@ -94,6 +94,31 @@ def ks_statistic(a: Sequence[float], b: Sequence[float]) -> tuple[float | None, 
     return float(res.statistic), float(res.pvalue)
 
 
+def repo_mix_p_value(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Chi-square test of independence between window and repository (None when there is a single repository)."""
+    names = sorted(set(a) | set(b))
+    if len(names) < 2 or not a or not b:
+        return None
+    from scipy.stats import chi2_contingency
+
+    ca, cb = Counter(a), Counter(b)
+    return float(chi2_contingency([[ca.get(n, 0) for n in names], [cb.get(n, 0) for n in names]])[1])
+
+
+def proportion_p_value(a: Sequence[bool], b: Sequence[bool]) -> float | None:
+    """Two-sided two-proportion z-test (None when either side is empty or both are constant and equal)."""
+    if not a or not b:
+        return None
+    from scipy.stats import norm
+
+    p1, p2 = float(np.mean(a)), float(np.mean(b))
+    pooled = (sum(a) + sum(b)) / (len(a) + len(b))
+    se = math.sqrt(pooled * (1 - pooled) * (1 / len(a) + 1 / len(b)))
+    if se == 0:
+        return 1.0 if p1 == p2 else 0.0
+    return float(2 * norm.sf(abs(p1 - p2) / se))
+
+
 def shares(values: Sequence[str]) -> dict[str, float]:
     counts = Counter(values)
     total = sum(counts.values()) or 1
@@ -170,19 +195,30 @@ def detect_drift(reference: Window, recent: Window, embed: Callable[[list[str]],
     na_ref = 1 - float(np.mean(reference.sourced)) if reference.sourced else None
     na_rec = 1 - float(np.mean(recent.sourced)) if recent.sourced else None
     na_delta = None if na_ref is None or na_rec is None else na_rec - na_ref
+    # Retrieval-side signals flag only a shift that is both large (threshold) and significant (p <= max_p_value):
+    # on small windows a large-looking difference is often noise.
+    alpha = cfg.max_p_value
+    repo_p = repo_mix_p_value(reference.repos, recent.repos)
+    na_p = proportion_p_value([not s for s in reference.sourced], [not s for s in recent.sourced])
     checks = {
         "embedding_mmd": _check(mmd["p_value"], cfg.max_p_value, mmd["p_value"] <= cfg.max_p_value, "permutation p-value of MMD² (flag at or below)"),
         "classifier_auc": _check(auc, cfg.max_classifier_auc, auc > cfg.max_classifier_auc, "recent vs reference separability (0.5: none)"),
-        "top_score_ks": _check(ks, cfg.max_top_score_shift, ks is not None and ks > cfg.max_top_score_shift, "KS statistic of top retrieval scores"),
-        "repo_tv": _check(tv, cfg.max_repo_shift, tv is not None and tv > cfg.max_repo_shift, "total-variation distance of repositories asked"),
+        "top_score_ks": _check(
+            ks, cfg.max_top_score_shift, ks is not None and ks > cfg.max_top_score_shift and ks_p <= alpha, "KS statistic of top retrieval scores (and KS p-value)"
+        ),
+        "repo_tv": _check(
+            tv, cfg.max_repo_shift, tv is not None and tv > cfg.max_repo_shift and (repo_p is not None and repo_p <= alpha),
+            "total-variation distance of repositories asked (and chi-square p-value)",
+        ),
         "no_answer_delta": _check(
-            na_delta, cfg.max_no_answer_increase, na_delta is not None and na_delta > cfg.max_no_answer_increase, "rise of the no-source answer share"
+            na_delta, cfg.max_no_answer_increase, na_delta is not None and na_delta > cfg.max_no_answer_increase and (na_p is not None and na_p <= alpha),
+            "rise of the no-source answer share (and two-proportion p-value)",
         ),
     }
     drift = any(c["flagged"] for c in checks.values())
     scores = {"embedding_mmd": mmd["mmd2"], "classifier_auc": auc, "top_score_ks": ks, "repo_tv": tv, "no_answer_delta": na_delta}
     details = {
-        "mmd2": mmd["mmd2"], "bandwidth": mmd["bandwidth"], "null": mmd["null"], "top_score_ks_p_value": ks_p,
+        "mmd2": mmd["mmd2"], "bandwidth": mmd["bandwidth"], "null": mmd["null"], "top_score_ks_p_value": ks_p, "repo_p_value": repo_p, "no_answer_p_value": na_p,
         "repos": {"reference": ref_repos, "recent": rec_repos}, "no_answer_rate": {"reference": na_ref, "recent": na_rec},
         "top_scores": {"reference": reference.top_scores, "recent": recent.top_scores},
         "projection": _projection(x, y),

@@ -61,19 +61,19 @@ class DriftConfig(_Section):
     )
     permutations: int = Field(500, ge=50, description="Permutations of the MMD test; the smallest reachable p-value is 1/(permutations+1).")
     max_p_value: float = Field(
-        0.01, gt=0, lt=1, description="Embedding drift is flagged when the MMD permutation p-value is at or below this (false-alarm rate per run)."
+        0.01, gt=0, lt=1, description="Significance level of every test: embedding drift is flagged when the MMD permutation p-value is at or below this (false-alarm rate per run); retrieval-side shifts must also be significant at this level."
     )
     max_classifier_auc: float = Field(
         0.75, gt=0.5, le=1, description="Also flagged when a classifier tells recent from reference questions with a cross-validated AUC above this."
     )
     max_top_score_shift: float = Field(
-        0.25, gt=0, le=1, description="Flag when the KS statistic between the windows' top retrieval scores exceeds this."
+        0.25, gt=0, le=1, description="Flag when the KS statistic between the windows' top retrieval scores exceeds this (and its p-value is at or below `max_p_value`)."
     )
     max_repo_shift: float = Field(
-        0.3, gt=0, le=1, description="Flag when the total-variation distance between the windows' repository mixes exceeds this."
+        0.3, gt=0, le=1, description="Flag when the total-variation distance between the windows' repository mixes exceeds this (and a chi-square test agrees at `max_p_value`)."
     )
     max_no_answer_increase: float = Field(
-        0.1, gt=0, le=1, description="Flag when the share of answers without a verified source rose by more than this (absolute)."
+        0.1, gt=0, le=1, description="Flag when the share of answers without a verified source rose by more than this (absolute; a two-proportion test agrees at `max_p_value`)."
     )
     seed: int = Field(0, description="Seed of subsampling, permutations and the classifier's folds: the same data gives the same verdict.")
 

@@ -65,20 +65,25 @@ class Feedback(BaseModel):
         return value
 
 
-_GOLD = re.compile(r"^(?:(?P<repo>[^:\s]+):)?(?P<path>[^:\s]+?)(?::(?P<start>\d+)(?:-(?P<end>\d+))?)?$")
+_LINES = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 def parse_gold_path(text: str) -> dict[str, Any]:
-    """`repo:path:10-42` / `path:10-42` / `path` → a gold entry of the evaluation dataset contract."""
-    m = _GOLD.match(text.strip()) if isinstance(text, str) else None
-    if not m or not text.strip():
-        raise ValueError(f"correct_paths: expected `path`, `path:10-42` or `repo:path:10-42`, got {text!r}")
-    gold: dict[str, Any] = {"path": m.group("path")}
-    if m.group("repo"):
-        gold["repo"] = m.group("repo")
-    if m.group("start"):
-        start = int(m.group("start"))
-        end = int(m.group("end") or start)
+    """`repo:path:10-42` / `path:10-42` / `repo:path` / `path` → a gold entry of the evaluation dataset contract."""
+    problem = f"correct_paths: expected `path`, `path:10-42` or `repo:path:10-42`, got {text!r}"
+    if not isinstance(text, str) or not text.strip() or any(c.isspace() for c in text.strip()):
+        raise ValueError(problem)
+    parts = text.strip().split(":")
+    lines = _LINES.match(parts[-1]) if len(parts) > 1 else None
+    if lines:
+        parts = parts[:-1]
+    if len(parts) > 2 or not all(parts):
+        raise ValueError(problem)
+    gold: dict[str, Any] = {"path": parts[-1]}
+    if len(parts) == 2:
+        gold["repo"] = parts[0]
+    if lines:
+        start, end = int(lines.group(1)), int(lines.group(2) or lines.group(1))
         if end < start:
             raise ValueError(f"correct_paths: line range ends before it starts in {text!r}")
         gold |= {"start_line": start, "end_line": end}
@@ -204,13 +209,9 @@ class LangfuseFeedbackStore:
             return self._client
 
     def exists(self, trace_id: str) -> bool:
-        from langfuse.api import NotFoundError
-
-        try:
-            self.client.api.trace.get(trace_id)
-        except NotFoundError:
-            return False
-        return True
+        # The v2 observations endpoint is Langfuse's real-time read path (the trace endpoints lag by minutes).
+        page = self.client.api.observations.get_many(trace_id=trace_id, limit=1, fields="core")
+        return bool(page.data)
 
     def record(self, feedback: Feedback, source_id: str = "api") -> None:
         if not self.exists(feedback.trace_id):

@@ -149,13 +149,11 @@ class _InstrumentedGenerator:
 
         started = time.perf_counter()
         first = True
-        completion = 0
         try:
             for delta in self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature):
                 if first:
                     self.metrics.first_token(self._backend(), time.perf_counter() - started)
                     first = False
-                completion += 1
                 yield delta
         except GeneratorError as err:
             self.metrics.generator_error(err.backend, error_reason(err))

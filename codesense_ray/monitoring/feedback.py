@@ -116,16 +116,25 @@ class MlflowFeedbackStore:
                 self._client = TracingClient(self.tracking_uri)
             return self._client
 
-    def exists(self, trace_id: str) -> bool:
+    def exists(self, trace_id: str, attempts: int = 3) -> bool:
+        """Whether MLflow knows the trace. A trace this process answered a moment ago may still sit in MLflow's async
+        export queue: flush it and look again before answering "unknown"."""
+        import time
+
+        import mlflow
         from mlflow.exceptions import MlflowException
 
-        try:
-            self.client.get_trace_info(trace_id)
-        except MlflowException as err:
-            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                return False
-            raise
-        return True
+        for i in range(attempts):
+            try:
+                self.client.get_trace_info(trace_id)
+                return True
+            except MlflowException as err:
+                if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                    raise
+            if i < attempts - 1:
+                mlflow.flush_trace_async_logging()
+                time.sleep(0.2 * (i + 1))
+        return False
 
     def record(self, feedback: Feedback, source_id: str = "api") -> None:
         from mlflow.entities import AssessmentSource

@@ -84,3 +84,31 @@ def test_total_variation_and_durations():
     assert parse_duration("12h").total_seconds() == 43200
     with pytest.raises(ValueError, match="like 30m, 12h, 7d"):
         parse_duration("7 days")
+
+
+def test_drift_gauges_are_pushed_to_a_pushgateway(tmp_path):
+    """With monitoring.pushgateway_url set, the batch job's gauges are PUT to /metrics/job/<job> by prometheus-client."""
+    from codesense_ray.config import config_from_dict
+    from codesense_ray.monitoring.metrics import drift_gauge_values
+    from codesense_ray.monitoring.publish import push_gauges
+    from tests.answering.fake_servers import Response, start
+
+    seen = []
+
+    def route_factory(state):
+        def route(req):
+            seen.append((req.method, req.path, req.body.decode()))
+            return Response(status=200, body=b"")
+
+        return route
+
+    server, _ = start(route_factory)
+    try:
+        cfg = config_from_dict({"monitoring": {"pushgateway_url": server.url}}, tmp_path)
+        result = {"scores": {"classifier_auc": 0.97}, "p_value": 0.002, "drift": True, "finished_at": 1700000000.0}
+        assert push_gauges(cfg, "codesense-drift", drift_gauge_values(result)) == server.url
+    finally:
+        server.stop()
+    (method, path, body), = seen
+    assert method == "PUT" and path == "/metrics/job/codesense-drift"
+    assert 'codesense_drift_score{signal="classifier_auc"} 0.97' in body and "codesense_drift_detected 1.0" in body

@@ -153,6 +153,11 @@ class UnknownConcept(CodesenseError):
     """`codesense explain NAME` for a concept no docs section defines; the message lists the known keys."""
 
 
+# --- monitoring -------------------------------------------------------------------------------------------
+class TraceNotFound(CodesenseError):
+    """A trace id the tracing backend does not know (`POST /v1/feedback` → HTTP 404)."""
+
+
 # --- deployment (Kubernetes, Prometheus) -------------------------------------------------------------------
 class DeployError(CodesenseError):
     """The cluster refused an object, or cannot be reached."""
@@ -188,6 +193,7 @@ ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
     (MissingCredentials, 2, 500),
     (InvalidConfig, 2, 500),
     (RepositoryNotFound, 2, 404),
+    (TraceNotFound, 2, 404),
     (IndexNotBuilt, 3, 503),
     (NoRollbackTarget, 2, 409),
     (StorageLocked, 4, 503),

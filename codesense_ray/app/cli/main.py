@@ -297,10 +297,11 @@ def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     from codesense_ray.app.cli.deployment import register as deployment
     from codesense_ray.app.cli.evaluation import register as evaluation
     from codesense_ray.app.cli.interfaces import register as interfaces
+    from codesense_ray.app.cli.monitoring import register as monitoring
     from codesense_ray.app.cli.orchestration import register as orchestration
     from codesense_ray.app.cli.prompts import register as prompts
 
-    return [prompts, evaluation, orchestration, interfaces, deployment]
+    return [prompts, evaluation, orchestration, interfaces, deployment, monitoring]
 
 
 def main(argv: list[str] | None = None) -> int:

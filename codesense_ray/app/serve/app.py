@@ -87,16 +87,30 @@ class RetrieverDeployment:
         from codesense_ray.index.embedding import SentenceTransformerEmbedder
         from codesense_ray.retrieval.retriever import Retriever
 
+        from codesense_ray.app.serve.instrumentation import TimedEmbedder
+
         cfg = _config(config)
+        self.embedder = TimedEmbedder(SentenceTransformerEmbedder(cfg.embedding))
         # Not `build_retriever`: the app must start (and answer 503) before the first index exists.
         store = query_store(cfg, open_store(cfg), long_lived=True)
-        self.retriever = Retriever(store, SentenceTransformerEmbedder(cfg.embedding), cfg.search)
+        self.retriever = Retriever(store, self.embedder, cfg.search)
 
     def search(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
         try:
             return [asdict(h) for h in self.retriever.search(query, k=k, repo_ids=repo_ids)]
         except CodesenseError as err:
             return _as_error(err)
+
+    def search_timed(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
+        """`search` plus the seconds spent embedding the query (the ingress exports them as a stage)."""
+        with self.embedder.measure() as timings:
+            rows = self.search(query, k, repo_ids)
+        return rows if isinstance(rows, dict) else {"hits": rows, "timings": timings}
+
+    def index_metadata(self) -> dict:
+        """Per repository of the live index: ref, indexed_at, chunks (index freshness gauges)."""
+        live = self.retriever.store.live_collection()
+        return {} if live is None else self.retriever.store.repo_metas(live)
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         return self.retriever.file_line_count(repo, path)
@@ -137,14 +151,17 @@ class GeneratorDeployment:
 class _HandleRetriever:
     """The `Retriever` interface over a deployment handle, so `RagAnswerer` runs unchanged in the ingress."""
 
-    def __init__(self, handle) -> None:
+    def __init__(self, handle, on_timings=None) -> None:
         self.handle = handle
+        self.on_timings = on_timings
 
     def search(self, query: str, k: int | None = None, repo_ids=()):
         from codesense_ray.retrieval.retriever import SearchHit
 
-        rows = _raise_remote_error(self.handle.search.remote(query, k, list(repo_ids)).result())
-        return [SearchHit(**r) for r in rows]
+        result = _raise_remote_error(self.handle.search_timed.remote(query, k, list(repo_ids)).result())
+        if self.on_timings:
+            self.on_timings(result["timings"])
+        return [SearchHit(**r) for r in result["hits"]]
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         return self.handle.file_line_count.remote(repo, path).result()
@@ -327,13 +344,18 @@ class Ingress:
         from codesense_ray.answering.prompts.registry import build_prompt_registry
         from codesense_ray.answering.tracing import build_tracer
 
+        from codesense_ray.app.serve.instrumentation import ServeMonitor
+
         cfg = _config(config)
         gen = _HandleGenerator(generator) if generator is not None else None
-        self.answerer = RagAnswerer(
-            _HandleRetriever(retriever), gen, build_prompt_registry(cfg.prompts, cfg.home), build_tracer(cfg.tracing, cfg.home), cfg.answer
-        )
         metrics = Metrics()
+        monitor = ServeMonitor.from_config(cfg, metrics.registry, metrics.stage, lambda: retriever.index_metadata.remote().result())
+        self.answerer = monitor.wrap_answerer(RagAnswerer(
+            monitor.wrap_retriever(_HandleRetriever(retriever, monitor.on_timings)), monitor.wrap_generator(gen),
+            build_prompt_registry(cfg.prompts, cfg.home), build_tracer(cfg.tracing, cfg.home), cfg.answer,
+        ))
         self.api = create_api(self.answerer, retriever, metrics, auth_token, gen)
+        monitor.install_routes(self.api)
         from codesense_ray.app.serve.chat import add_chat_routes
 
         # OpenAI-compatible /v1/chat/completions and /v1/models: same app, so the same auth, errors and metrics.

@@ -1,0 +1,155 @@
+"""Answered questions read back from the traces: the raw material of drift, the batch judge, the report and the
+feedback export. Traces are the request log of the RAG service — every question, what was retrieved, what was
+answered, and the ratings and judge scores later attached to it.
+
+    records = read_mlflow_records("sqlite:///.codesense/mlflow.db", "codesense", since=now - 7 * 86400)
+
+Reading is implemented for MLflow traces (the embedded default, and an MLflow server). With `tracing.backend:
+langfuse` the commands that read traces refuse with a clear message (feedback *writing* works on both).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from codesense_ray.errors import InvalidConfig
+
+_SOURCE_LINE = re.compile(r"^\[\d+\] Source: \S+", re.M)
+
+
+@dataclass
+class QueryRecord:
+    """One traced `ask`: the question, what retrieval found, the answer and what was later said about it."""
+
+    trace_id: str
+    timestamp: float
+    question: str
+    repos: list[str]
+    top_score: float | None
+    hits: int
+    answer: str | None
+    sourced: bool
+    model: str | None
+    contexts: list[str] = field(default_factory=list)
+    error: str | None = None
+    latency_s: float | None = None
+    citation_valid: float | None = None
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    judge: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_sourced(answer: str | None) -> bool:
+    """An answer is backed by a source when at least one verified `[n] Source: <link>` line was rendered."""
+    return bool(answer and _SOURCE_LINE.search(answer))
+
+
+def _as_obj(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def record_from_mlflow_trace(trace: Any) -> QueryRecord | None:
+    """A `QueryRecord` from an MLflow trace written by the answerer's tracer; None for other traces."""
+    spans = trace.data.spans
+    root = next((s for s in spans if s.parent_id is None), None)
+    if root is None or root.name != "ask":
+        return None
+    inputs = _as_obj(root.inputs) or {}
+    outputs = _as_obj(root.outputs) or {}
+    question = inputs.get("question") if isinstance(inputs, dict) else None
+    if not question:
+        return None
+    answer = outputs.get("answer") if isinstance(outputs, dict) else None
+    top_score, hits, contexts = None, 0, []
+    for span in spans:
+        if span.name == "retrieve":
+            rows = _as_obj(span.outputs) or []
+            scores = [float(r["score"]) for r in rows if isinstance(r, dict) and r.get("score") is not None]
+            hits = len(rows) if isinstance(rows, list) else 0
+            top_score = max(scores) if scores else None
+        elif span.name == "generate":
+            messages = (_as_obj(span.inputs) or {}).get("messages") or []
+            # The user message carries the numbered context the model saw.
+            contexts = [m["content"] for m in messages if isinstance(m, dict) and m.get("role") == "user" and m.get("content")]
+    info = trace.info
+    feedback, judge = [], {}
+    for a in getattr(info, "assessments", None) or []:
+        value = getattr(a, "value", None)
+        if a.name == "user_rating":
+            meta = a.metadata or {}
+            feedback.append(
+                {"rating": value, "comment": getattr(a, "rationale", None), "correct_paths": json.loads(meta.get("correct_paths") or "[]"),
+                 "at": (a.create_time_ms or 0) / 1000}
+            )
+        elif a.name.startswith("judge/") and isinstance(value, (int, float)):
+            judge[a.name.removeprefix("judge/")] = float(value)
+    status = str(getattr(info, "state", None) or getattr(info, "status", ""))
+    error = root.attributes.get("error") if "ERROR" in status.upper() else None
+    duration = getattr(info, "execution_duration", None)
+    return QueryRecord(
+        trace_id=info.trace_id,
+        timestamp=info.request_time / 1000 if getattr(info, "request_time", None) else info.timestamp_ms / 1000,
+        question=question,
+        repos=list(inputs.get("repo") or []),
+        top_score=top_score,
+        hits=hits,
+        answer=answer,
+        sourced=is_sourced(answer),
+        model=root.attributes.get("model"),
+        contexts=contexts,
+        error=error,
+        latency_s=duration / 1000 if duration else None,
+        citation_valid=root.attributes.get("citation_valid"),
+        feedback=feedback,
+        judge=judge,
+    )
+
+
+def read_mlflow_records(tracking_uri: str, experiment: str, since: float, until: float | None = None, limit: int = 50_000) -> list[QueryRecord]:
+    """Traced questions with `since <= start < until` (Unix seconds), oldest first."""
+    from mlflow.tracing.client import TracingClient
+    from mlflow.tracking import MlflowClient
+
+    exp = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    until = time.time() + 1 if until is None else until
+    flt = f"trace.timestamp_ms >= {int(since * 1000)} AND trace.timestamp_ms < {int(until * 1000)}"
+    client = TracingClient(tracking_uri)
+    out: list[QueryRecord] = []
+    token = None
+    while len(out) < limit:
+        page = client.search_traces(experiment_ids=[exp.experiment_id], filter_string=flt, max_results=500, page_token=token, order_by=["timestamp_ms ASC"])
+        for trace in page:
+            rec = record_from_mlflow_trace(trace)
+            if rec is not None:
+                out.append(rec)
+        token = page.token
+        if not token:
+            break
+    out.sort(key=lambda r: r.timestamp)
+    return out[:limit]
+
+
+def read_records(cfg, since: float, until: float | None = None) -> list[QueryRecord]:
+    """Traced questions from the configured tracing backend (MLflow)."""
+    from codesense_ray.config.answering import resolve_mlflow_uri
+
+    t = cfg.tracing
+    if t.backend != "mlflow":
+        raise InvalidConfig(
+            f"tracing.backend: reading traces back is implemented for `mlflow`, not `{t.backend}` "
+            "(feedback is still stored; run monitoring against the MLflow trace store)"
+        )
+    return read_mlflow_records(resolve_mlflow_uri(t.mlflow_tracking_uri, cfg.home), t.experiment, since, until)

@@ -304,8 +304,9 @@ def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     from codesense_ray.evaluation.cli import register as evaluation
     from codesense_ray.orchestration.cli import register as orchestration
     from codesense_ray.prompts.cli import register as prompts
+    from codesense_ray.training.cli import register as training
 
-    return [prompts, evaluation, orchestration]
+    return [prompts, evaluation, orchestration, training]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from codesense_ray.errors import InvalidConfig
 from codesense_ray.evaluation.settings import EvaluationConfig
 from codesense_ray.generation.settings import GeneratorConfig, PromptsConfig, TracingConfig
 from codesense_ray.orchestration.settings import ConvergeConfig, DvcConfig, JobsConfig, PipelineConfig
+from codesense_ray.training.settings import TrainingConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
@@ -183,6 +184,7 @@ class Config(_Section):
     dvc: DvcConfig = Field(default_factory=DvcConfig, description="Data versioning of data/raw with DVC.")
     jobs: JobsConfig = Field(default_factory=JobsConfig, description="How Ray jobs are submitted (ray-jobs or kuberay).")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="The KFP pipeline codesense-rag.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="The student model: golden set, distillation, fine-tuning, registry.")
 
     # Not part of the YAML: where the file was read from (relative paths resolve against it).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

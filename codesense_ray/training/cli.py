@@ -66,6 +66,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     m.add_argument("--candidates", default="champion,challenger,base,teacher", help="comma-separated: champion, challenger, base, teacher, extractive")
     m.add_argument("--limit", type=positive_int, default=None, metavar="N", help="at most N questions per dataset")
     m.add_argument("--max-new-tokens", type=positive_int, default=None, metavar="N", help="cap generated tokens of local candidates")
+    m.add_argument("--judge", action="store_true", help="also score faithfulness and answer relevancy with evaluation.judge (DeepEval)")
     m.set_defaults(handler=cmd_models_compare)
     m = msub.add_parser("promote", parents=[common], help="move `champion` to the challenger when its comparison passes the gate")
     m.add_argument("--version", type=positive_int, default=None, help="promote this version instead of the challenger")
@@ -194,7 +195,7 @@ def cmd_models_compare(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
-    report = run_comparison(cfg, candidates=candidates, datasets=args.dataset, limit=args.limit, max_new_tokens=args.max_new_tokens)
+    report = run_comparison(cfg, candidates=candidates, datasets=args.dataset, limit=args.limit, max_new_tokens=args.max_new_tokens, judge=args.judge)
     payload = report
 
     def human() -> None:

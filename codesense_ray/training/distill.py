@@ -241,7 +241,7 @@ def distil(
     for rec in done.values():
         if rec["status"] == "kept":
             splits[split_of(rec["id"], dcfg.validation_fraction)].append(
-                {"messages": rec["messages"], "id": rec["id"], "repo": rec["repo"], "gold": rec["cited"]}
+                {"messages": rec["messages"], "id": rec["id"], "repo": rec["repo"], "question": rec["question"], "gold": rec["cited"]}
             )
     for name, rows in splits.items():
         write_jsonl(out_dir / f"{name}.jsonl", sorted(rows, key=lambda r: r["id"]))

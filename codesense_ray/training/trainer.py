@@ -193,7 +193,7 @@ def _mean_loss(model: Any, batches: list[dict[str, Any]], device: str) -> float:
     total = 0.0
     with torch.no_grad():
         for b in batches:
-            total += float(model(**{k: v.to(device) for k, v in b.items()}).loss)
+            total += model(**{k: v.to(device) for k, v in b.items()}).loss.item()
     model.train()
     return total / len(batches)
 
@@ -260,7 +260,7 @@ def run_training_loop(
         optimizer.zero_grad(set_to_none=True)
         train_seconds += time.perf_counter() - started
         tokens += int(batch["attention_mask"].sum())
-        loss = float(out.loss)
+        loss = out.loss.item()
         window_losses.append(loss)
         state["losses"].append(round(loss, 5))
         state["step"] = step

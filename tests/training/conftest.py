@@ -76,9 +76,9 @@ def mlflow_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def indexed_project(tmp_path_factory) -> Path:
-    """One indexed copy of the payments service for the module, built by `codesense index` in a subprocess."""
+    """One indexed copy of the payments service for the session, built by `codesense index` in a subprocess."""
     root = tmp_path_factory.mktemp("trainproject")
     shutil.copytree(PAYMENTS, root / "payments")
     write_config(root, [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}])

@@ -86,7 +86,7 @@ def indexed_chunks(retriever: Any) -> Iterator[dict[str, Any]]:
 
     flt = models.Filter(must_not=[models.FieldCondition(key=META_KEY, match=models.MatchValue(value=True))])
     fields = ["repo_id", "path", "start_line", "end_line", "symbol", "kind", "text"]
-    rows = [p.payload for p in retriever.store.scroll(retriever.live, flt, payload=fields)]
+    rows = [p.payload for p in retriever.store.scroll(retriever.live(), flt, payload=fields)]
     yield from sorted(rows, key=lambda r: (r["repo_id"], r["path"], r["start_line"]))
 
 
@@ -272,22 +272,28 @@ def run_distillation(cfg, *, limit: int | None = None, name: str | None = None, 
     dcfg, tcfg = t.distill, t.teacher
     teacher = build_teacher(tcfg)  # configuration errors before the index or models load
     answerer = build_answerer(cfg, generator=teacher, tracer=NoopTracer())
-    budget = limit or dcfg.max_questions
-    chunks = indexed_chunks(answerer.retriever)
-    if dcfg.questions == "teacher":
-        def ask(messages: list[dict]) -> str:
-            gen, _, failure = call_with_retries(lambda: teacher.generate(messages, max_tokens=128), tcfg, sleep)
-            return gen.text if gen else ""
-
-        questions = list(teacher_questions(chunks, ask, budget))
-    else:
-        questions = list(definition_questions(chunks))[:budget]
-    out_dir = cfg.resolve_path(dcfg.output_dir) / (name or dcfg.name)
-    card = distil(questions, answerer=answerer, teacher=teacher, tcfg=tcfg, dcfg=dcfg, out_dir=out_dir, sleep=sleep, on_progress=on_progress)
+    try:
+        questions = _questions(answerer, teacher, tcfg, dcfg, limit or dcfg.max_questions, sleep)
+        out_dir = cfg.resolve_path(dcfg.output_dir) / (name or dcfg.name)
+        card = distil(questions, answerer=answerer, teacher=teacher, tcfg=tcfg, dcfg=dcfg, out_dir=out_dir, sleep=sleep, on_progress=on_progress)
+    finally:
+        # Embedded Qdrant admits one client per process at a time: release it even when interrupted.
+        answerer.retriever.store.client.close()
     card["dvc"] = _dvc_add(cfg, out_dir) if dvc and dcfg.dvc_add else "skipped"
     card["mlflow_run_id"] = _log_dataset(cfg, out_dir, card) if mlflow_log else None
     (out_dir / CARD).write_text(json.dumps(card, indent=2))
     return card
+
+
+def _questions(answerer: Any, teacher: Any, tcfg: TeacherConfig, dcfg: DistillConfig, budget: int, sleep: Callable[[float], None]) -> list[SeedQuestion]:
+    chunks = indexed_chunks(answerer.retriever)
+    if dcfg.questions == "teacher":
+        def ask(messages: list[dict]) -> str:
+            gen, _, _failure = call_with_retries(lambda: teacher.generate(messages, max_tokens=128), tcfg, sleep)
+            return gen.text if gen else ""
+
+        return list(teacher_questions(chunks, ask, budget))
+    return list(definition_questions(chunks))[:budget]
 
 
 def _dvc_add(cfg, out_dir: Path) -> str:

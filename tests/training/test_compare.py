@@ -61,7 +61,7 @@ def test_compare_candidates_then_promote(indexed_project, tmp_path, monkeypatch,
     run_id = registry.log_training_run(TrainResult(adapter_dir=adapter, metrics={}, history=[], spec={"base_model": str(base)}))
     registry.register(run_id)
     golden = project / "data" / "golden" / "golden.jsonl"
-    golden.parent.mkdir(parents=True)
+    golden.parent.mkdir(parents=True, exist_ok=True)
     golden.write_text("".join(QUESTIONS.read_text().splitlines(keepends=True)[:2]))
 
     server, state = start(openai_teacher)

@@ -59,8 +59,14 @@ def test_openai_teacher_rate_limits_and_resume(env):
             assert r["gold"] and r["gold"][0]["path"]
 
         before = state["calls"]
-        card2 = run_distillation(load_config(cfg_path), limit=5, dvc=False, mlflow_log=False, sleep=lambda s: None)
+        card2 = run_distillation(load_config(cfg_path), limit=5, dvc=True, mlflow_log=True, sleep=lambda s: None)
         assert state["calls"] - before == 2  # only the two new questions are paid for
+        assert card2["dvc"].startswith("skipped: not a DVC project")
+        import mlflow
+
+        run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{env / '.codesense' / 'mlflow.db'}").get_run(card2["mlflow_run_id"])
+        assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"oa-train", "oa-validation"}
+        assert run.data.params["teacher"] == "openai:teacher-xl" and run.data.metrics["count_reused"] == 3
         assert card2["counts"]["reused"] == 3 and card2["counts"]["kept_this_run"] == 2
         assert card2["counts"]["train"] + card2["counts"]["validation"] == 5
         assert json.loads((out / "card.json").read_text())["counts"]["reused"] == 3
@@ -69,16 +75,14 @@ def test_openai_teacher_rate_limits_and_resume(env):
 
 
 @pytest.mark.slow
-def test_gemini_teacher_rejections_interrupted_run_and_exhausted_retries(env):
+def test_gemini_teacher_rejections_interrupted_run_and_exhausted_retries(env, monkeypatch):
     """Through google-genai: answers citing a block that does not exist are rejected (invalid_citation); a
     question rate-limited past max_attempts is counted and skipped (not in the ledger); an interrupted run resumes
     without re-asking what was answered."""
     server, state = start(gemini_teacher)
     try:
         cfg_path = _configure(env, {"backend": "gemini", "base_url": server.url, "api_key_env": "TEST_GEMINI_KEY"}, name="gm")
-        import os
-
-        os.environ["TEST_GEMINI_KEY"] = "test-key"
+        monkeypatch.setenv("TEST_GEMINI_KEY", "test-key")
         calls_seen = []
 
         def answer(user_text: str) -> str:
@@ -109,14 +113,12 @@ def test_gemini_teacher_rejections_interrupted_run_and_exhausted_retries(env):
 
 
 @pytest.mark.slow
-def test_distill_cli_teacher_refusal_and_missing_teacher(env, capsys):
+def test_distill_cli_teacher_refusal_and_missing_teacher(env, capsys, monkeypatch):
     """A teacher answering 403 stops the run with one line (exit 5); no teacher configured is exit 2 naming the key."""
     server, state = start(gemini_teacher)
     server.mode = "error403"
     try:
-        import os
-
-        os.environ["TEST_GEMINI_KEY"] = "bad-key"
+        monkeypatch.setenv("TEST_GEMINI_KEY", "bad-key")
         cfg_path = _configure(env, {"backend": "gemini", "base_url": server.url, "api_key_env": "TEST_GEMINI_KEY"}, name="bad")
         state["rate_limit"] = 0
         assert main(["distill", "--config", str(cfg_path), "--limit", "2", "--no-dvc", "--no-mlflow"]) == 5

@@ -21,7 +21,7 @@ def _configure(project: Path, teacher: dict, **distill) -> Path:
     cfg_path = project / "codesense.yaml"
     data = yaml.safe_load(cfg_path.read_text())
     data["training"] = {"teacher": {"backoff_s": 0.01, "max_attempts": 3, **teacher},
-                        "distill": {"validation_fraction": 0.3, "dvc_add": False, **distill}}
+                        "distill": {"validation_fraction": 0.3, **distill}}
     cfg_path.write_text(yaml.safe_dump(data, sort_keys=False))
     return cfg_path
 

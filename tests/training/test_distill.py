@@ -160,3 +160,19 @@ def test_retries_back_off_exponentially_then_give_up():
     tcfg = TeacherConfig(backoff_s=1.0, backoff_max_s=3.0, max_attempts=4)
     assert call_with_retries(always_limited, tcfg, delays.append) == (None, 4, "rate_limited")
     assert delays == [1.0, 2.0, 3.0]
+
+
+def test_teacher_written_questions_one_per_file():
+    """In `teacher` mode the teacher writes one question per indexed file (first line of its reply), up to the limit."""
+    from codesense_ray.training.distill import teacher_questions
+
+    chunks = [{"repo_id": "p", "path": f"f{i}.py", "text": f"def f{i}(): pass"} for i in (1, 1, 2, 3)]
+    asked = []
+
+    def ask(messages):
+        asked.append(messages[0]["content"])
+        return f'"How does {len(asked)} work?"\nextra line'
+
+    qs = list(teacher_questions(chunks, ask, limit=2))
+    assert [(q.question, q.origin) for q in qs] == [("How does 1 work?", "file:f1.py"), ("How does 2 work?", "file:f2.py")]
+    assert len(asked) == 2 and "File f1.py" in asked[0]

@@ -34,3 +34,20 @@ def test_pipeline_trains_the_student_after_indexing(tmp_path):
     assert inner["finetune"]["dependentTasks"] == ["distill-dataset"]
     assert sorted(inner["compare-models"]["dependentTasks"]) == ["build-golden-set", "finetune"]
     assert spec["root"]["inputDefinitions"]["parameters"]["train_student"]["defaultValue"] is False
+
+
+def test_components_submit_to_ray_and_fail_cleanly_when_unreachable(tmp_path, capsys):
+    """Each student component submits its stage to the Ray Job API; a dead head exits 5 with one line, no traceback."""
+    import pytest
+
+    from codesense_ray.orchestration.local_ray import free_port
+    from kfp_wrappers.components import build_golden_set, compare_models, distill_dataset, finetune
+
+    cfg = write_config(tmp_path, [])
+    dead = f"http://127.0.0.1:{free_port()}"
+    for component, extra in ((build_golden_set, {}), (distill_dataset, {"limit": 5}), (finetune, {"max_steps": 3}), (compare_models, {"limit": 2})):
+        with pytest.raises(SystemExit) as exit_info:
+            component.python_func(config=str(cfg), backend="ray-jobs", ray_address=dead, **extra)
+        assert exit_info.value.code == 5
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("codesense: error:") and "\n" not in err and "Traceback" not in err

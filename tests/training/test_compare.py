@@ -107,3 +107,36 @@ def test_compare_candidates_then_promote(indexed_project, tmp_path, monkeypatch,
         assert tagged["citation_valid"] == pytest.approx(challenger_valid, rel=1e-4)
     assert main(["models", "promote", "--config", cfg, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["champion"] == 1
+
+
+@pytest.mark.slow
+def test_compare_with_judge_scores_faithfulness_and_relevancy(indexed_project, tmp_path, monkeypatch, capsys):
+    """With `evaluation.judge` pointing at a local judge (OpenAI wire protocol) and `--judge`, each candidate's row
+    carries the DeepEval faithfulness and answer relevancy the judge's verdicts imply (0.75 and 0.6)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "evaluation"))
+    from judge_server import JudgeServer
+
+    project = tmp_path / "proj"
+    shutil.copytree(indexed_project, project, symlinks=True)
+    monkeypatch.setenv("CODESENSE_HOME", str(project / ".codesense"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    dataset = tmp_path / "golden.jsonl"
+    dataset.write_text(QUESTIONS.read_text().splitlines(keepends=True)[0])
+    judge = JudgeServer()
+    try:
+        data = yaml.safe_load((project / "codesense.yaml").read_text())
+        data["qdrant"]["path"] = str(project / ".codesense" / "qdrant")
+        data["evaluation"] = {"judge": {"backend": "openai", "base_url": judge.base_url, "model": "judge-7b", "max_retries": 0,
+                                        "metrics": ["faithfulness", "answer_relevancy"]}}
+        (project / "codesense.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        rc = main(["models", "compare", "--config", str(project / "codesense.yaml"), "--json", "--candidates", "extractive",
+                   "--dataset", str(dataset), "--judge"])
+        out = capsys.readouterr()
+        assert rc == 0, out.err
+    finally:
+        judge.stop()
+    row = json.loads(out.out)["rows"][0]
+    assert row["candidate"] == "extractive"
+    assert row["faithfulness"] == pytest.approx(0.75) and row["answer_relevancy"] == pytest.approx(0.6)

@@ -153,6 +153,23 @@ class UnknownConcept(CodesenseError):
     """`codesense explain NAME` for a concept no docs section defines; the message lists the known keys."""
 
 
+# --- training (golden set, distillation, fine-tuning, registry) ------------------------------------------
+class InvalidTrainingData(CodesenseError):
+    """An empty, missing or malformed training dataset."""
+
+
+class RegistryError(CodesenseError):
+    """A model, version or alias that does not exist, or a promotion/rollback that cannot happen."""
+
+
+class PromotionRefused(CodesenseError):
+    """The gate failed: `champion` did not move."""
+
+
+class TeacherUnavailable(CodesenseError):
+    """The teacher refused every request (bad key, unknown model): the run stops instead of skipping everything."""
+
+
 # --- monitoring -------------------------------------------------------------------------------------------
 class TraceNotFound(CodesenseError):
     """A trace id the tracing backend does not know (`POST /v1/feedback` → HTTP 404)."""
@@ -194,6 +211,10 @@ ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
     (InvalidConfig, 2, 500),
     (RepositoryNotFound, 2, 404),
     (TraceNotFound, 2, 404),
+    (InvalidTrainingData, 2, 422),
+    (RegistryError, 2, 404),
+    (PromotionRefused, 1, 409),
+    (TeacherUnavailable, 5, 502),
     (IndexNotBuilt, 3, 503),
     (NoRollbackTarget, 2, 409),
     (StorageLocked, 4, 503),

@@ -72,3 +72,42 @@ def evaluate_rag(config: str, dataset: str, gate: str = "gates.yaml", backend: s
 
     args = ["--dataset", dataset] + (["--gate", gate] if gate else [])
     return run_stage_in_component("evaluate", config, backend, ray_address, args=args, metadata={"index_collection": index_collection})
+
+
+# --- the student model (training issue): golden set → distillation → fine-tuning → comparison ---------------
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def build_golden_set(config: str, backend: str = "", ray_address: str = "", index_collection: str = "") -> dict:
+    """Curate data/golden/<name>.jsonl from answered-request traces (Ray job jobs/golden.py); counts by reason."""
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    return run_stage_in_component("golden", config, backend, ray_address, metadata={"index_collection": index_collection})
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def distill_dataset(config: str, limit: int = 0, backend: str = "", ray_address: str = "", index_collection: str = "") -> dict:
+    """Distil data/training/<name>/ from the teacher over the fresh index (Ray job jobs/distill.py). Resumable:
+    a retried step continues from the dataset's ledger. `limit` 0 means `training.distill.max_questions`."""
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    args = ["--limit", str(limit)] if limit > 0 else []
+    return run_stage_in_component("distill", config, backend, ray_address, args=args, metadata={"index_collection": index_collection})
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def finetune(config: str, max_steps: int = 0, backend: str = "", ray_address: str = "") -> dict:
+    """LoRA/QLoRA on Ray Train; registers the adapter as the `challenger` (Ray job jobs/train.py).
+    `max_steps` 0 means `training.train.max_steps`."""
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    args = ["--max-steps", str(max_steps)] if max_steps > 0 else []
+    return run_stage_in_component("train", config, backend, ray_address, args=args)
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def compare_models(config: str, candidates: str = "champion,challenger,base,teacher", limit: int = 0, backend: str = "", ray_address: str = "") -> dict:
+    """Champion vs challenger (and base, teacher) on the golden set and the validation split (Ray job
+    jobs/compare_models.py); the challenger's numbers land on its registry version for `models promote`."""
+    from codesense_ray.orchestration.submission import run_stage_in_component
+
+    args = ["--candidates", candidates] + (["--limit", str(limit)] if limit > 0 else [])
+    return run_stage_in_component("compare", config, backend, ray_address, args=args)

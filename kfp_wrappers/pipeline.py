@@ -12,6 +12,7 @@ Parameters (defaults come from the `pipeline:` section of codesense.yaml at comp
     eval_gate     gates.yaml of minimum metric values, applied to the candidate index BEFORE its alias swap:
                   a metric below it fails the index step and the previous index keeps serving.
     full_reindex  re-embed everything instead of reusing unchanged chunks.
+    train_student after indexing: golden set + distillation → fine-tune (Ray Train) → compare (registry `challenger`).
 
 Secrets and endpoints are attached here, never read by component logic: every step gets the secrets
 of `pipeline.secrets` as env vars (`kfp.kubernetes.use_secret_as_env`; by default the Ray dashboard token).
@@ -21,7 +22,7 @@ of `pipeline.secrets` as env vars (`kfp.kubernetes.use_secret_as_env`; by defaul
 from kfp import dsl, kubernetes
 
 from codesense_ray.config.orchestration import PipelineConfig
-from kfp_wrappers.components import build_code_index, converge_repositories, evaluate_rag
+from kfp_wrappers.components import build_code_index, build_golden_set, compare_models, converge_repositories, distill_dataset, evaluate_rag, finetune
 
 
 def _attach(task: dsl.PipelineTask, pcfg: PipelineConfig, display_name: str) -> dsl.PipelineTask:
@@ -46,6 +47,7 @@ def build_pipeline(pcfg: "PipelineConfig | None" = None):
         eval_dataset: str = pcfg.eval_dataset,
         eval_gate: str = "gates.yaml",
         full_reindex: bool = False,
+        train_student: bool = False,
     ) -> dict:
         converge = _attach(converge_repositories(config=config, backend=backend, ray_address=ray_address), pcfg, "converge repositories")
         index = _attach(
@@ -59,6 +61,11 @@ def build_pipeline(pcfg: "PipelineConfig | None" = None):
         with dsl.If(eval_dataset != "", name="evaluation-dataset-given"):
             # The gate already held the candidate back before promotion; this step records the promoted index's metrics.
             _attach(evaluate_rag(config=config, dataset=eval_dataset, gate="", backend=backend, ray_address=ray_address).after(index), pcfg, "evaluate RAG")
+        with dsl.If(train_student == True, name="train-student"):  # noqa: E712 - a KFP condition, not a Python comparison
+            golden = _attach(build_golden_set(config=config, backend=backend, ray_address=ray_address).after(index), pcfg, "build golden set")
+            distilled = _attach(distill_dataset(config=config, backend=backend, ray_address=ray_address).after(index), pcfg, "distill dataset")
+            tuned = _attach(finetune(config=config, backend=backend, ray_address=ray_address).after(distilled), pcfg, "fine-tune student")
+            _attach(compare_models(config=config, backend=backend, ray_address=ray_address).after(tuned, golden), pcfg, "compare models")
         return index.output
 
     return codesense_rag

@@ -238,7 +238,8 @@ class RagAnswerer:
                 latency_s=time.perf_counter() - started,
                 context=list(blocks),
             )
-            trace.end({"answer": answer_text}, citation_valid=report.validity, invalid_citations=len(report.invalid), model=self.model_name, prompt_name=prompt.name, prompt_version=prompt.version)
+            cited = [{"repo": b.repo, "path": b.path, "start_line": b.start_line, "end_line": b.end_line} for b in report.sources]
+            trace.end({"answer": answer_text}, citation_valid=report.validity, invalid_citations=len(report.invalid), model=self.model_name, prompt_name=prompt.name, prompt_version=prompt.version, cited=cited)
         yield "answer", answer
 
     def _generate(self, messages: list[dict], stream: bool, gate: VerifiedStream):

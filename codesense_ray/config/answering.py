@@ -92,7 +92,8 @@ class GeneratorConfig(_Section):
     adapter_path: str | None = Field(
         None,
         description="`local` backend: directory of a LoRA adapter (peft) applied on top of the base model — like a Helm values "
-        "overlay on a base image. Produced by the fine-tuning stage.",
+        "overlay on a base image. Produced by the fine-tuning stage. Or a registry version, `models:/codesense-student@champion`: "
+        "its adapter is downloaded and the base model it was trained on is loaded (overriding `local_model`).",
     )
     max_new_tokens: int = Field(256, ge=1, description="`local` backend: generated tokens per answer (CPU generation is slow; keep it small).")
 

@@ -34,6 +34,7 @@ from codesense_ray.config.answering import GeneratorConfig, PromptsConfig, Traci
 from codesense_ray.config.orchestration import ConvergeConfig, DvcConfig, JobsConfig, PipelineConfig
 from codesense_ray.config.interfaces import ChatConfig
 from codesense_ray.config.monitoring import MonitoringConfig
+from codesense_ray.config.training import TrainingConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
@@ -189,6 +190,7 @@ class Config(_Section):
     chat: ChatConfig = Field(default_factory=ChatConfig, description="`/v1/chat/completions`: the `model` ids (answer profiles) OpenAI clients pick.")
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig, description="Kubernetes delivery: `infra/`, `codesense deploy`, `codesense rollout`.")
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Feedback, online judge, query drift, monitoring report.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="The student model: golden set, distillation, fine-tuning, registry.")
 
     # Not part of the YAML: where the file was read from (relative paths resolve against it).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

@@ -24,7 +24,8 @@ from codesense_ray.errors import InvalidConfig
 from codesense_ray.orchestration.jobs import JobBackend, JobSpec, LogSink, make_backend, new_job_id
 from codesense_ray.config.orchestration import JOB_BACKENDS, JobsConfig, section
 
-STAGES = {"converge": "jobs/converge.py", "index": "jobs/index.py", "evaluate": "jobs/evaluate.py"}
+STAGES = {"converge": "jobs/converge.py", "index": "jobs/index.py", "evaluate": "jobs/evaluate.py",
+          "golden": "jobs/golden.py", "distill": "jobs/distill.py", "train": "jobs/train.py", "compare": "jobs/compare_models.py"}
 """Stage → Ray job entrypoint script (relative to the job's working directory)."""
 
 UPLOAD_EXCLUDES = ["data/", ".codesense/", ".dvc/", "local_outputs/", "**/__pycache__/", "*.pyc"]

@@ -162,20 +162,27 @@ class LocalGenerator:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model_dir = resolve_model_dir(cfg.local_model, cfg.gguf_file, Path(home))
+        local_model, gguf_file, adapter_path = cfg.local_model, cfg.gguf_file, cfg.adapter_path
+        registered = next((u for u in (adapter_path, local_model) if u and u.startswith("models:/")), None)
+        if registered:  # a registry version (`models:/codesense-student@champion`): its base + its adapter
+            from codesense_ray.training.registry import resolve_registered_student
+
+            local_model, gguf_file, adapter_dir = resolve_registered_student(registered, Path(home))
+            adapter_path = str(adapter_dir)
+        model_dir = resolve_model_dir(local_model, gguf_file, Path(home))
         device = resolve_device(cfg.device)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-        name = cfg.local_model if cfg.local_model == PACKAGED_GEMMA else model_dir.name
-        if cfg.adapter_path:
+        name = local_model if local_model == PACKAGED_GEMMA else model_dir.name
+        if adapter_path:
             from peft import PeftModel
 
-            adapter = Path(cfg.adapter_path).expanduser()
+            adapter = Path(adapter_path).expanduser()
             if not (adapter / "adapter_config.json").is_file():
                 raise InvalidConfig(f"generator.adapter_path: no adapter_config.json in {adapter}")
             model = PeftModel.from_pretrained(model, str(adapter))
-            name = f"{name}+{adapter.name}"
+            name = registered or f"{name}+{adapter.name}"
         model.to(device)
         model.eval()
         return cls(model, tokenizer, model_name=name, device=device, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature)

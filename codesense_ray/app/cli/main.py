@@ -300,8 +300,9 @@ def _extra_commands() -> list[Callable[[Any, argparse.ArgumentParser], None]]:
     from codesense_ray.app.cli.monitoring import register as monitoring
     from codesense_ray.app.cli.orchestration import register as orchestration
     from codesense_ray.app.cli.prompts import register as prompts
+    from codesense_ray.app.cli.training import register as training
 
-    return [prompts, evaluation, orchestration, interfaces, deployment, monitoring]
+    return [prompts, evaluation, orchestration, interfaces, deployment, monitoring, training]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ def test_compiled_pipeline_chains_stages_with_secrets_image_and_no_cache(tmp_pat
     spec, platform = next(ir), next(ir)
     assert spec["pipelineInfo"]["name"] == "codesense-rag"
     tasks = spec["root"]["dag"]["tasks"]
-    assert set(tasks) == {"converge-repositories", "build-code-index", "condition-1"}
+    assert set(tasks) == {"converge-repositories", "build-code-index", "condition-1", "condition-2"}
     index = tasks["build-code-index"]
     assert index["dependentTasks"] == ["converge-repositories"]
     assert index["inputs"]["parameters"]["data_version"]["taskOutputParameter"] == {"outputParameterKey": "data_version", "producerTask": "converge-repositories"}

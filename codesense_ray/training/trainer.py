@@ -22,10 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from codesense_ray.training.data import ADAPTER_META
-from codesense_ray.training.data import load_examples
-
-"""Written beside the peft files: which base model the adapter belongs to (the generator loads that base)."""
+from codesense_ray.training.data import ADAPTER_META, load_examples
 
 TRAINER_STATE = "trainer_state.json"
 

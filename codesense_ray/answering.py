@@ -17,6 +17,7 @@ from codesense_ray.config import AnswerConfig
 from codesense_ray.errors import CodesenseError
 from codesense_ray.generation.base import Generator, GeneratorError
 from codesense_ray.prompts.registry import PromptRegistry
+from codesense_ray.query_guard import unicode_problem
 from codesense_ray.search import Retriever, SearchHit
 from codesense_ray.tracing import NoopTracer, Tracer
 
@@ -58,6 +59,9 @@ def check_question(question: Any, max_chars: int) -> str:
         raise InvalidQuestion("empty question")
     if len(question) > max_chars:
         raise InvalidQuestion(f"question too long: {len(question)} characters (limit {max_chars}, `answer.max_question_chars`)")
+    problem = unicode_problem(question, "question")
+    if problem:
+        raise InvalidQuestion(problem)
     return question.strip()
 
 

@@ -127,8 +127,10 @@ def _check_query(text: str, what: str = "query") -> str:
 def cmd_search(args: argparse.Namespace) -> int:
     from codesense_ray.services import build_retriever
 
+    from codesense_ray.query_guard import check_query
+
     cfg = _load(args)
-    query = _check_query(args.query)
+    query = check_query(args.query, cfg.search.max_query_chars)  # empty, too long, invalid Unicode: one line, exit 2
     retriever = build_retriever(cfg)
     started = time.perf_counter()
     hits = retriever.search(query, k=args.k, repo_ids=args.repo or ())

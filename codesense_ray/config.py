@@ -122,6 +122,9 @@ class SearchConfig(_Section):
     """Retrieval defaults used by `search`, `ask` and the HTTP API."""
 
     k: int = Field(10, ge=1, le=200, description="Hits returned by default.")
+    max_query_chars: int = Field(
+        4000, ge=10, description="Longer search queries are rejected (HTTP 422, CLI one-line error) instead of costing unbounded CPU."
+    )
     candidates: int = Field(50, ge=1, description="Hits fetched from each signal (dense, sparse, symbol) before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens the rank bonus.")
     memory_index: bool = Field(

@@ -166,7 +166,8 @@ class _UrlGuard:
         return out
 
     def _mask(self, text: str) -> str:
-        return re.sub(r"\S*://\S*", self.MASK, text)
+        # Per whitespace-delimited word, not `\S*://\S*` (quadratic on a long run without "://").
+        return re.sub(r"\S+", lambda m: self.MASK if "://" in m.group(0) else m.group(0), text)
 
 
 class RagAnswerer:

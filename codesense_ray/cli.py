@@ -118,12 +118,6 @@ def _print_index_summary(s: dict) -> None:
 
 
 # --- search ---------------------------------------------------------------------------------------
-def _check_query(text: str, what: str = "query") -> str:
-    if not text or not text.strip():
-        raise CodesenseError(f"empty {what}")
-    return text
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     from codesense_ray.services import build_retriever
 
@@ -153,8 +147,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from codesense_ray.services import build_answerer
 
+    from codesense_ray.answering import check_question
+
     cfg = _load(args)
-    _check_query(args.question, "question")
+    check_question(args.question, cfg.answer.max_question_chars)  # before any model loads: empty, too long, invalid Unicode
     answerer = build_answerer(cfg)
     try:
         answer = answerer.ask(args.question, k=args.k, repo_ids=args.repo or ())

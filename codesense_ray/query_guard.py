@@ -38,6 +38,15 @@ def unicode_problem(text: str, what: str) -> str | None:
     return f"{what} is not valid Unicode: lone surrogate U+{ord(text[pos]):04X} at character {pos + 1} (invalid UTF-8 or a bad \\u escape)"
 
 
+def utf8_problem(data: bytes, what: str = "request body") -> str | None:
+    """A one-line reason when `data` is not valid UTF-8 (position and byte), else `None`."""
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as err:
+        return f"{what} is not valid UTF-8: byte 0x{data[err.start]:02x} at position {err.start}"
+
+
 def check_query(query: Any, max_chars: int, key: str = "search.max_query_chars") -> str:
     """The query if usable; raises `InvalidQuery` for empty, too long (over `max_chars`) or invalid Unicode."""
     if not isinstance(query, str) or not query.strip():

@@ -27,7 +27,7 @@ from codesense_ray.config import Config, config_from_dict
 from codesense_ray.errors import CodesenseError, IndexNotBuilt, RepositoryNotFound, StorageLocked
 from codesense_ray.generation.base import Generation, GeneratorError
 from codesense_ray.http_guard import UNMATCHED_ROUTE, bearer_token_matches, require_auth_token, route_template
-from codesense_ray.query_guard import InvalidQuery, check_query
+from codesense_ray.query_guard import InvalidQuery, check_query, utf8_problem
 
 log = logging.getLogger("codesense.serve")
 
@@ -229,6 +229,11 @@ def create_api(
         if not request.state.authorized and path not in open_paths:
             metrics.observe(label, 401, time.perf_counter() - started)
             return JSONResponse({"error": {"type": "Unauthorized", "message": "missing or invalid bearer token"}}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if request.method == "POST":
+            problem = utf8_problem(await request.body())  # JSON must be UTF-8 (RFC 8259); else 422, not a 400/500
+            if problem:
+                metrics.observe(label, 422, time.perf_counter() - started)
+                return JSONResponse({"error": {"type": "InvalidRequest", "message": problem}}, status_code=422)
         response = await call_next(request)
         if path != "/metrics":
             metrics.observe(label, response.status_code, time.perf_counter() - started)

@@ -79,7 +79,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        summary = indexer.run(args.repo or (), full=args.full, on_progress=on_progress)
+        summary = indexer.run(args.repo or (), full=args.full, prune=args.prune, on_progress=on_progress)
     finally:
         bar.close()
         _shutdown_ray()
@@ -98,7 +98,10 @@ def _shutdown_ray() -> None:
 
 def _print_index_summary(s: dict) -> None:
     t = s["totals"]
-    print(f"index {s['alias']} → {s['collection']} (previous: {s['previous'] or 'none'}) in {s['seconds']:.1f}s")
+    if s["collection"] is None:
+        print(f"index {s['alias']}: nothing promoted, every repository failed (no index yet) in {s['seconds']:.1f}s")
+    else:
+        print(f"index {s['alias']} → {s['collection']} (previous: {s['previous'] or 'none'}) in {s['seconds']:.1f}s")
     print(
         f"  files: {t['files_seen']} seen, {t['files_new']} new, {t['files_changed']} changed, {t['files_deleted']} deleted, {t['files_skipped']} skipped"
     )
@@ -113,6 +116,8 @@ def _print_index_summary(s: dict) -> None:
         print(line)
     if s["removed_repos"]:
         print(f"  removed repositories no longer in config: {', '.join(s['removed_repos'])}")
+    if s.get("stale_repos"):
+        print(f"  kept repositories no longer in config (remove them with --prune): {', '.join(s['stale_repos'])}")
     if s["dropped_versions"]:
         print(f"  dropped old versions: {', '.join(s['dropped_versions'])}")
 
@@ -259,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable); others are carried over")
     p.add_argument("--full", action="store_true", help="re-embed everything instead of reusing unchanged chunks")
+    p.add_argument("--prune", action="store_true", help="remove repositories that are in the index but no longer in config (kept otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(handler=cmd_index)
 

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Protocol
 
 from codesense_ray.config import Config
 from codesense_ray.embedding import ModelInfo
-from codesense_ray.errors import CodesenseError, IndexingFailed
+from codesense_ray.errors import CodesenseError, IndexingFailed, InvalidConfig
 from codesense_ray.files import SourceFile, file_hash, read_text, select_files
 from codesense_ray.repositories import RepositoryInfo, resolve_repositories, select_repositories
 from codesense_ray.store import FileEntry, IndexStore
@@ -81,6 +81,8 @@ class IndexSummary:
     dropped_versions: list[str] = field(default_factory=list)
     removed_repos: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Repositories in the index but no longer in config, kept because `--prune` was not given.
+    stale_repos: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -106,6 +108,7 @@ class IndexSummary:
             "repos": [asdict(r) for r in self.repos],
             "dropped_versions": self.dropped_versions,
             "removed_repos": self.removed_repos,
+            "stale_repos": self.stale_repos,
         }
 
 
@@ -133,11 +136,19 @@ class Indexer:
         repo_ids: Iterable[str] = (),
         *,
         full: bool = False,
+        prune: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> IndexSummary:
-        """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write."""
+        """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write.
+
+        Repositories that are in the index but no longer in config are carried over (reported as
+        `stale_repos`) unless `prune` is set: a config that lost its repositories must not wipe the index.
+        When every selected repository fails, nothing is promoted (the live version, if any, keeps serving).
+        """
         started = time.monotonic()
         infos = resolve_repositories(self.cfg)
+        if not infos:
+            raise InvalidConfig("repositories: the list is empty, nothing to index (the existing index is left as it is)")
         selected = select_repositories(infos, list(repo_ids)) if repo_ids else infos
         live = self.store.live_collection()
         compatible = live is not None and self._compatible(live)
@@ -171,9 +182,15 @@ class Indexer:
             metas[info.id] = self._meta(info, report)
 
         indexed = {rid for rid, r in reports.items() if r.status != "error"}
-        removed = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live and not repo_ids else []
+        gone = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live else []
+        removed = gone if prune and not repo_ids else []
+        stale = [] if removed else gone
+        if not indexed:
+            # Every selected repository failed: promoting a version now would serve an empty (first run) or
+            # merely copied index. The summary reports the errors; `ok` is false, so the CLI exits 1.
+            return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale)
         if live and reuse and not removed and all(reports[rid].status == "unchanged" for rid in indexed):
-            return self._keep_live(live, reports, metas, started)
+            return self._keep_live(live, reports, metas, started, stale)
 
         collection = self.store.create_version(self.model.dimension)
         try:
@@ -201,9 +218,9 @@ class Indexer:
         dropped = self.store.drop_old_versions(self.cfg.index.retention)
         for rid in indexed:
             reports[rid].chunks_total = self.store.count_chunks(collection, rid)
-        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started)
+        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, stale)
 
-    def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float) -> IndexSummary:
+    def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float, stale: list[str]) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).
 
         Only the repository metadata is refreshed in place (a new commit with identical files moves `ref`).
@@ -214,7 +231,7 @@ class Indexer:
             if current.get(rid, {}).get("ref") != meta["ref"]:
                 meta["chunks"] = reports[rid].chunks_total
                 self.store.write_repo_meta(live, meta)
-        return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started)
+        return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale)
 
     # --- steps ------------------------------------------------------------------------------------
     def _compatible(self, live: str) -> bool:

@@ -78,3 +78,66 @@ def client_factory():
     yield factory
     for c in clients:
         c.close()
+
+
+# --- tiny real index projects ---------------------------------------------------------------------
+def write_repo(root, files: dict[str, str]) -> None:
+    """A small repository directory from {relative path: text}."""
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+
+REPO_A = {
+    "billing/invoice.py": 'def total_with_tax(amount: float, rate: float) -> float:\n    """Invoice total including tax."""\n    return amount * (1 + rate)\n',
+    "billing/refund.py": 'def refund_payment(payment_id: str) -> bool:\n    """Refund a captured payment."""\n    return bool(payment_id)\n',
+}
+REPO_B = {
+    "auth/session.py": 'def rotate_session_cookie(user_id: int) -> str:\n    """Issue a fresh session cookie."""\n    return f"s-{user_id}"\n',
+}
+
+
+class IndexEnv:
+    """A tmp project with its own embedded Qdrant; `index()` runs the real indexer in-process (no Ray)."""
+
+    def __init__(self, root, repositories: list[dict], **sections) -> None:
+        from tests.conftest import write_config
+
+        self.root = root
+        self.sections = {"index": {"in_process_max_files": 1000}, **sections}
+        self.set_repositories(repositories)
+        write_config(root, repositories, **self.sections)
+
+    def set_repositories(self, repositories: list[dict]) -> None:
+        from tests.conftest import write_config
+
+        write_config(self.root, repositories, **self.sections)
+
+    def open(self):
+        from codesense_ray.config import load_config
+        from codesense_ray.pipeline import build_indexer
+        from codesense_ray.store import IndexStore, open_client
+
+        cfg = load_config(self.root / "codesense.yaml")
+        store = IndexStore(open_client(cfg), cfg.index.collection)
+        return cfg, store, build_indexer(cfg, store)
+
+    def index(self, **kwargs):
+        _, store, indexer = self.open()
+        try:
+            summary = indexer.run(**kwargs)
+            return summary, self.snapshot(store)
+        finally:
+            store.client.close()
+
+    @staticmethod
+    def snapshot(store) -> dict:
+        live = store.live_collection()
+        if live is None:
+            return {"live": None, "repos": {}, "versions": store.versions()}
+        paths: dict[str, set] = {}
+        for p in store.scroll(live):
+            if not p.payload.get("_meta"):
+                paths.setdefault(p.payload["repo_id"], set()).add(p.payload["path"])
+        return {"live": live, "repos": paths, "versions": store.versions()}

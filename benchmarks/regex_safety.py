@@ -74,6 +74,7 @@ def _targets() -> dict[str, Callable[[str], object]]:
     from codesense_ray.answering import check_question, _UrlGuard
     from codesense_ray.citations import verify_citations
     from codesense_ray.query_guard import check_query
+    from codesense_ray.secrets_scan import scrub_secrets
 
     def guarded(check: Callable[[str], object]) -> Callable[[str], object]:
         # The input checks reject long text by design; what matters is that nothing before that rejection backtracks.
@@ -104,13 +105,14 @@ def _targets() -> dict[str, Callable[[str], object]]:
         "check_question": guarded(lambda t: check_question(t, 10**7)),
         "stream_link_mask": stream_mask,
         "verify_citations": lambda t: verify_citations(t, []),
+        "scrub_secrets": lambda t: scrub_secrets(t, "a/b.py"),
     }
 
 
 TARGETS = sorted(
     (
         "code_tokens query_sparse_vector document_sparse_vector query_identifiers query_paths traceback_functions split_passages "
-        "path_suffixes path_tokens split_identifier check_query check_question stream_link_mask verify_citations"
+        "path_suffixes path_tokens split_identifier check_query check_question stream_link_mask verify_citations scrub_secrets"
     ).split()
 )
 

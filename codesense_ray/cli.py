@@ -106,6 +106,8 @@ def _print_index_summary(s: dict) -> None:
         f"  files: {t['files_seen']} seen, {t['files_new']} new, {t['files_changed']} changed, {t['files_deleted']} deleted, {t['files_skipped']} skipped"
     )
     print(f"  chunks: {t['chunks_embedded']} embedded, {t['chunks_reused']} reused, {t['chunks_deleted']} deleted, {t['chunks_total']} total")
+    if t.get("secrets_redacted"):
+        print(f"  secrets redacted: {t['secrets_redacted']} (in chunks embedded by this run)")
     for r in s["repos"]:
         skipped = ", ".join(f"{k}={v}" for k, v in sorted(r["skipped"].items())) or "none"
         line = f"  - {r['repo_id']}: {r['status']}"

@@ -31,6 +31,7 @@ from codesense_ray.errors import InvalidConfig
 from codesense_ray.evaluation.settings import EvaluationConfig
 from codesense_ray.generation.settings import GeneratorConfig, PromptsConfig, TracingConfig
 from codesense_ray.orchestration.settings import ConvergeConfig, DvcConfig, JobsConfig, PipelineConfig
+from codesense_ray.secrets_scan import SecretsConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
@@ -172,6 +173,7 @@ class Config(_Section):
 
     repositories: list[RepositoryConfig] = Field(default_factory=list, description="What to index (contract).")
     index: IndexConfig = Field(default_factory=IndexConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig, description="Secret files never indexed; secrets in text redacted.")
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig)
     ray: RayConfig = Field(default_factory=RayConfig)

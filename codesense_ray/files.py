@@ -9,6 +9,8 @@ to index plus a count of every skip by reason. Reasons are stable strings (they 
                 per directory, which is not entered
 `ignored`       matched a `.gitignore` (nested ones too); a matching directory counts once, not entered
 `excluded`      matched an `index.exclude` pattern from the config; same directory rule
+`secret_file`   a well-known secret file (`.env`, `id_rsa`, `*.pem`, `.npmrc`, ...: `secrets.exclude_files`);
+                never opened
 `symlink`       a symbolic link (never followed: no loops, nothing outside the repository)
 `lock_file`     package-manager lock files (package-lock.json, go.sum, poetry.lock, ...)
 `unsupported`   images, archives, compiled objects, fonts, media (by extension) and special files
@@ -45,6 +47,7 @@ SKIP_REASONS = (
     "vendored",
     "ignored",
     "excluded",
+    "secret_file",
     "symlink",
     "lock_file",
     "unsupported",
@@ -250,6 +253,7 @@ def select_files(
     max_line_length: int,
     exclude: list[str] | tuple[str, ...] = (),
     honour_gitignore: bool = True,
+    secret_files: list[str] | tuple[str, ...] = (),
 ) -> Selection:
     """Walk `root` and choose the files to index; every other entry is counted under one skip reason.
 
@@ -261,6 +265,7 @@ def select_files(
     if not root.is_dir():
         raise RepositoryNotFound(f"repository directory not found: {root}")
     excluded = pathspec.GitIgnoreSpec.from_lines(list(exclude)) if exclude else None
+    secrets = pathspec.GitIgnoreSpec.from_lines(list(secret_files)) if secret_files else None
     selection = Selection()
     found: list[SourceFile] = []
     # Iterative depth-first walk: (absolute dir, posix prefix "a/b/" or "", ignore rules in force).
@@ -291,6 +296,9 @@ def select_files(
                 continue
             if excluded is not None and excluded.match_file(rel + "/" if is_dir else rel):
                 selection.skip(rel, "excluded")
+                continue
+            if secrets is not None and not is_dir and secrets.match_file(rel):
+                selection.skip(rel, "secret_file")
                 continue
             if honour_gitignore and rules.specs and rules.ignored(rel, is_dir):
                 selection.skip(rel, "ignored")

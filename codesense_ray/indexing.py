@@ -68,6 +68,7 @@ class RepoReport:
     chunks_reused: int = 0
     chunks_deleted: int = 0
     chunks_total: int = 0
+    secrets_redacted: int = 0  # secrets replaced by a marker in the chunks embedded by this run
 
 
 @dataclass
@@ -89,7 +90,7 @@ class IndexSummary:
         return all(r.status != "error" for r in self.repos)
 
     def totals(self) -> dict[str, int]:
-        keys = ("files_seen", "files_new", "files_changed", "files_deleted", "chunks_embedded", "chunks_reused", "chunks_deleted", "chunks_total")
+        keys = ("files_seen", "files_new", "files_changed", "files_deleted", "chunks_embedded", "chunks_reused", "chunks_deleted", "chunks_total", "secrets_redacted")
         out = {k: sum(getattr(r, k) for r in self.repos) for k in keys}
         skipped: Counter[str] = Counter()
         for r in self.repos:
@@ -249,7 +250,9 @@ class Indexer:
         if not Path(root).is_dir():
             raise CodesenseError(f"repository '{info.id}': {root} is not a directory")
         idx = self.cfg.index
-        selection = select_files(Path(root), max_file_bytes=idx.max_file_bytes, max_line_length=idx.max_line_length, exclude=idx.exclude)
+        selection = select_files(
+            Path(root), max_file_bytes=idx.max_file_bytes, max_line_length=idx.max_line_length, exclude=idx.exclude, secret_files=self.cfg.secrets.exclude_files
+        )
         skipped = Counter(selection.skipped)
         files: dict[str, tuple[str, SourceFile]] = {}
         for sf in selection.files:
@@ -298,6 +301,7 @@ class Indexer:
             written += len(rows)
             for row in rows:
                 reports[row["repo_id"]].chunks_embedded += 1
+                reports[row["repo_id"]].secrets_redacted += int(row.get("redactions", 0))
                 done_files.add((row["repo_id"], row["path"]))
             if on_progress:
                 on_progress(len(done_files), total_files)

@@ -230,7 +230,7 @@ def test_read_text_and_file_hash_normalise_newlines(tmp_path: Path) -> None:
 def test_skip_reasons_are_the_documented_set(tmp_path: Path) -> None:
     """Every reason produced by the tests above is in the stable SKIP_REASONS list."""
     assert set(SKIP_REASONS) == {
-        "vendored", "ignored", "excluded", "symlink", "lock_file", "unsupported", "generated",
+        "vendored", "ignored", "excluded", "secret_file", "symlink", "lock_file", "unsupported", "generated",
         "too_large", "empty", "binary", "non_utf8", "minified", "unreadable",
     }  # fmt: skip
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from codesense_ray.errors import CodesenseError
+from codesense_ray.terminal import printable
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -115,11 +116,13 @@ def _print_index_summary(s: dict) -> None:
             line += f": {r['error']}"
         else:
             line += f", {r['chunks_total']} chunks ({r['chunks_embedded']} embedded, {r['chunks_reused']} reused); skipped: {skipped}"
-        print(line)
+        print(printable(line))
     if s["removed_repos"]:
         print(f"  removed repositories no longer in config: {', '.join(s['removed_repos'])}")
     if s.get("stale_repos"):
         print(f"  kept repositories no longer in config (remove them with --prune): {', '.join(s['stale_repos'])}")
+    if s.get("partial_versions_removed"):
+        print(f"  removed unfinished versions of interrupted runs: {', '.join(s['partial_versions_removed'])}")
     if s["dropped_versions"]:
         print(f"  dropped old versions: {', '.join(s['dropped_versions'])}")
 
@@ -143,8 +146,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             print("no results")
         for i, h in enumerate(hits, 1):
             sym = f"  {h.symbol}" if h.symbol else ""
-            print(f"{i:2d}. {h.repo}  {h.path}:{h.start_line}-{h.end_line}  ({h.score:.4f}){sym}")
-            print(f"    {h.url}")
+            # File names and symbols come from the repository: escape control characters before they reach a terminal.
+            print(printable(f"{i:2d}. {h.repo}  {h.path}:{h.start_line}-{h.end_line}  ({h.score:.4f}){sym}"))
+            print(printable(f"    {h.url}"))
 
     emit(args, payload, human)
     return 0
@@ -166,7 +170,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     payload = answer.to_dict()
 
     def human() -> None:
-        print(answer.answer)
+        print(printable(answer.answer, multiline=True))
         note = f"model {answer.model}, prompt {answer.prompt['name']} v{answer.prompt['version']}"
         bad = len(answer.citations["invalid"])
         if bad:
@@ -241,7 +245,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     def human() -> None:
         print(f"alias {store.alias} → {live}  (versions kept: {len(payload['versions'])})")
         for r in repos:
-            print(f"  {r['repo']:<24} ref {str(r['ref'] or '-')[:12]:<12}  {r['chunks']:>7} chunks  {r['files'] or 0:>6} files  indexed {r['indexed_at']}")
+            print(printable(f"  {r['repo']:<24} ref {str(r['ref'] or '-')[:12]:<12}  {r['chunks']:>7} chunks  {r['files'] or 0:>6} files  indexed {r['indexed_at']}"))
 
     emit(args, payload, human)
     return 0
@@ -323,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except CodesenseError as err:
-        print(f"codesense: error: {err}", file=sys.stderr)
+        print(printable(f"codesense: error: {err}"), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("codesense: interrupted", file=sys.stderr)

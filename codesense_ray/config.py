@@ -21,11 +21,12 @@ them, resolved by the entrypoint that needs them.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.evaluation.settings import EvaluationConfig
@@ -34,6 +35,7 @@ from codesense_ray.orchestration.settings import ConvergeConfig, DvcConfig, Jobs
 from codesense_ray.secrets_scan import SecretsConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
 QWEN3_EMBEDDING = "Qwen/Qwen3-Embedding-0.6B"
 
@@ -64,7 +66,19 @@ class RepositoryConfig(_Section):
 class IndexConfig(_Section):
     """How files become chunks and how index versions are kept."""
 
-    collection: str = Field("codesense", description="Alias that search reads; versions are `<collection>__<timestamp>` behind it.")
+    collection: str = Field(
+        "codesense",
+        description="Alias that search reads; versions are `<collection>__<timestamp>` behind it. Letters, digits, `_` and `-` "
+        "(at most 64, starting with a letter or digit, no `__`).",
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _safe_collection(cls, value: str) -> str:
+        # `__` separates the alias from the version timestamp: an alias containing it would claim another's versions.
+        if not _COLLECTION_NAME.fullmatch(value) or "__" in value:
+            raise ValueError(f"{value!r} is not a safe collection name (letters, digits, '_', '-'; starts with a letter or digit; no '__'; at most 64)")
+        return value
     max_chunk_tokens: int = Field(
         512, ge=32, description="Upper bound of a chunk in embedding-model tokens (header included); capped by the model's own limit so nothing is truncated."
     )
@@ -200,7 +214,8 @@ class Config(_Section):
 
     @property
     def qdrant_path(self) -> Path:
-        return Path(self.qdrant.path).expanduser() if self.qdrant.path else self.home / "qdrant"
+        """Embedded storage directory; a relative `qdrant.path` resolves against the config file's directory."""
+        return self.resolve_path(self.qdrant.path) if self.qdrant.path else self.home / "qdrant"
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -226,6 +241,8 @@ def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "config
     except ValidationError as err:
         raise InvalidConfig(_format_validation_error(err, source)) from None
     cfg.base_dir = base_dir.resolve()
+    if not cfg.qdrant.url and cfg.qdrant_path.exists() and not cfg.qdrant_path.is_dir():
+        raise InvalidConfig(f"{source}: `qdrant.path`: {cfg.qdrant_path} is a file, not a directory")
     return cfg
 
 

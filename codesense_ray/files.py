@@ -42,6 +42,7 @@ import pathspec
 
 from codesense_ray.errors import RepositoryNotFound
 from codesense_ray.languages import detect_language
+from codesense_ray.safe_open import read_inside
 
 SKIP_REASONS = (
     "vendored",
@@ -166,9 +167,13 @@ def decode_source(data: bytes) -> str:
     return normalise_text(data.decode("utf-8"))
 
 
-def read_text(sf: SourceFile) -> str:
-    """The file's text as indexed (UTF-8, BOM dropped, newlines normalised to `\\n`)."""
-    return decode_source(Path(sf.abs_path).read_bytes())
+def read_text(sf: SourceFile, root: Path | str | None = None) -> str:
+    """The file's text as indexed (UTF-8, BOM dropped, newlines normalised to `\\n`).
+
+    Never follows a symlink, and with `root` never reads outside it (the file may have been swapped for a
+    symlink since it was selected): raises `OSError` instead.
+    """
+    return decode_source(read_inside(sf.abs_path, root))
 
 
 def file_hash(content: str | bytes) -> str:
@@ -309,7 +314,7 @@ def select_files(
             if not is_file:  # FIFO, socket, device: opening one could block forever
                 selection.skip(rel, "unsupported")
                 continue
-            source = _check_file(entry, rel, max_file_bytes, max_line_length, selection)
+            source = _check_file(entry, rel, max_file_bytes, max_line_length, selection, root)
             if source is not None:
                 found.append(source)
     found.sort(key=lambda sf: sf.path)
@@ -318,7 +323,7 @@ def select_files(
 
 
 def _check_file(
-    entry: os.DirEntry, rel: str, max_file_bytes: int, max_line_length: int, selection: Selection
+    entry: os.DirEntry, rel: str, max_file_bytes: int, max_line_length: int, selection: Selection, root: Path
 ) -> SourceFile | None:
     reason = _name_reason(entry.name)
     if reason:
@@ -332,9 +337,9 @@ def _check_file(
         if size == 0:
             selection.skip(rel, "empty")
             return None
-        with open(entry.path, "rb") as fh:
-            # Read one byte past the limit: the file may have grown since stat.
-            data = fh.read(max_file_bytes + 1)
+        # Read one byte past the limit: the file may have grown since stat. No symlink is followed, even one
+        # swapped in since the directory was listed.
+        data = read_inside(entry.path, root, max_file_bytes + 1)
     except OSError:
         selection.skip(rel, "unreadable")
         return None

@@ -84,6 +84,8 @@ class IndexSummary:
     seconds: float = 0.0
     # Repositories in the index but no longer in config, kept because `--prune` was not given.
     stale_repos: list[str] = field(default_factory=list)
+    # Unfinished versions left by earlier runs that died (kill -9, OOM), removed by this run.
+    partial_versions_removed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -110,6 +112,7 @@ class IndexSummary:
             "dropped_versions": self.dropped_versions,
             "removed_repos": self.removed_repos,
             "stale_repos": self.stale_repos,
+            "partial_versions_removed": self.partial_versions_removed,
         }
 
 
@@ -205,6 +208,7 @@ class Indexer:
                 meta["chunks"] = reports[rid].chunks_reused + reports[rid].chunks_embedded
                 self.store.write_repo_meta(collection, meta)
             self._verify(collection, expected=carried + written + len(metas))
+            self.store.mark_complete(collection)
         except BaseException as err:
             # Leave the alias where it was: the previous version keeps serving. Drop the partial one.
             try:
@@ -216,10 +220,11 @@ class Indexer:
             raise IndexingFailed(f"index run failed, previous index still serving ({live or 'none'}): {err}") from err
 
         previous = self.store.swap_alias(collection)
+        partial = self.store.drop_partial_versions()
         dropped = self.store.drop_old_versions(self.cfg.index.retention)
         for rid in indexed:
             reports[rid].chunks_total = self.store.count_chunks(collection, rid)
-        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, stale)
+        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, stale, partial)
 
     def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float, stale: list[str]) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).
@@ -232,7 +237,10 @@ class Indexer:
             if current.get(rid, {}).get("ref") != meta["ref"]:
                 meta["chunks"] = reports[rid].chunks_total
                 self.store.write_repo_meta(live, meta)
-        return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale)
+        partial = self.store.drop_partial_versions()
+        return IndexSummary(
+            live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale, partial_versions_removed=partial
+        )
 
     # --- steps ------------------------------------------------------------------------------------
     def _compatible(self, live: str) -> bool:
@@ -257,7 +265,7 @@ class Indexer:
         files: dict[str, tuple[str, SourceFile]] = {}
         for sf in selection.files:
             try:
-                files[sf.path] = (file_hash(read_text(sf)), sf)
+                files[sf.path] = (file_hash(read_text(sf, root)), sf)
             except (OSError, UnicodeDecodeError):
                 skipped["unreadable"] += 1
         report.skipped = dict(skipped)
@@ -272,6 +280,7 @@ class Indexer:
             "repo_id": info.id,
             "path": path,
             "abs_path": str(sf.abs_path),
+            "root": str(info.path),
             "language": sf.language,
             "file_hash": fhash,
             "web_url": info.web_url or "",

@@ -7,7 +7,6 @@ Dataset, and that tests can call directly.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ import numpy as np
 from codesense_ray.config import EmbeddingConfig
 from codesense_ray.documents import chunk_record
 from codesense_ray.lexical import definition_names, document_sparse_vector, path_suffixes
+from codesense_ray.safe_open import read_inside
 from codesense_ray.secrets_scan import count_redactions
 
 
@@ -51,7 +51,7 @@ class ChunkFiles:
         for row in _rows(batch):
             row = {k: _column(v) for k, v in row.items()}
             try:
-                text = decode_source(Path(row["abs_path"]).read_bytes())
+                text = decode_source(read_inside(row["abs_path"], row.get("root") or None))  # never out of the repository
             except (OSError, UnicodeDecodeError):
                 continue  # vanished or changed to binary since planning: the next run sees it
             fhash = file_hash(text)  # of the file as it is: the plan compares it with the working tree

@@ -181,12 +181,14 @@ def test_unreadable_file_is_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     write(tmp_path, "secret.py", "x = 1\n")
     write(tmp_path, "ok.py", "x = 1\n")
 
-    def guarded_open(path, *args, **kwargs):
+    real_read = files_module.read_inside
+
+    def guarded_read(path, *args, **kwargs):
         if str(path).endswith("secret.py"):
             raise PermissionError(13, "Permission denied", str(path))
-        return open(path, *args, **kwargs)
+        return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(files_module, "open", guarded_open, raising=False)
+    monkeypatch.setattr(files_module, "read_inside", guarded_read)
     assert reasons(tmp_path) == {"secret.py": "unreadable"}
     assert selected(tmp_path) == ["ok.py"]
 

@@ -87,17 +87,21 @@ _ASSIGNMENT = re.compile(r"(?<![\w.-])([\w.-]+)[ \t]*[:=][ \t]*([^\s\"'`,;]{16,}
 _SECRET_NAME = re.compile(r"secret|token|passw(?:or)?d|pwd|api_?key|access_?key|private_?key|auth", re.IGNORECASE)
 
 
-def _detect(line: str, path: str) -> list[tuple[str, str]]:
-    """(kind, value) of each secret found on one line: detect-secrets (its filters applied) plus assignments."""
+def _detect(lines: dict[int, str], path: str) -> dict[int, list[tuple[str, str]]]:
+    """line index -> (kind, value) of each secret found there: detect-secrets (its filters applied) plus assignments."""
     from detect_secrets.core.scan import _process_line_based_plugins  # pinned detect-secrets==1.5.0
     from detect_secrets.settings import default_settings
 
-    with default_settings():
-        found = [(s.type, s.secret_value) for s in _process_line_based_plugins([(1, line)], filename=path) if s.secret_value]
-    for m in _ASSIGNMENT.finditer(line):
-        value = m.group(2)
-        if _SECRET_NAME.search(m.group(1)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and "://" not in value:
-            found.append(("Secret Assignment", value))
+    found: dict[int, list[tuple[str, str]]] = {}
+    with default_settings():  # once per file: entering it resets detect-secrets' caches
+        for i, line in lines.items():
+            hits = [(s.type, s.secret_value) for s in _process_line_based_plugins([(1, line)], filename=path) if s.secret_value]
+            for m in _ASSIGNMENT.finditer(line):
+                value = m.group(2)
+                if _SECRET_NAME.search(m.group(1)) and any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and "://" not in value:
+                    hits.append(("Secret Assignment", value))
+            if hits:
+                found[i] = hits
     return found
 
 
@@ -145,6 +149,7 @@ def scrub_secrets(text: str, path: str) -> ScrubResult:
     """`text` with every detected secret replaced by a marker; same number of lines, each in its place."""
     lines = text.split("\n")
     result: list[Redaction] = []
+    candidates: dict[int, str] = {}
     in_pem = False
     for i, line in enumerate(lines):
         if in_pem:
@@ -158,12 +163,12 @@ def scrub_secrets(text: str, path: str) -> ScrubResult:
         if _PEM_BEGIN.search(line):
             in_pem = not _PEM_END.search(line[_PEM_BEGIN.search(line).end() :])
             continue
-        if not _candidate(line):
-            continue
-        found = _detect(line, path)
-        if found:
-            lines[i], kinds = _redact_line(line, found)
-            result.extend(Redaction(i + 1, k) for k in kinds)
+        if _candidate(line):
+            candidates[i] = line
+    for i, found in _detect(candidates, path).items() if candidates else ():
+        lines[i], kinds = _redact_line(lines[i], found)
+        result.extend(Redaction(i + 1, k) for k in kinds)
+    result.sort(key=lambda r: r.line)
     return ScrubResult("\n".join(lines), result)
 
 

@@ -114,6 +114,10 @@ class InvalidQuestion(CodesenseError):
     """An empty or oversized question or query (HTTP 422)."""
 
 
+class InvalidQuery(CodesenseError):
+    """A search query that is empty, too long or not valid Unicode (HTTP 422)."""
+
+
 class GeneratorError(CodesenseError):
     """The model backend is down, timed out, or answered with an error. The HTTP layer maps it to 502.
 
@@ -199,6 +203,7 @@ class InvalidGates(CodesenseError):
 #: 6 a job or pipeline failed.
 ERROR_TABLE: tuple[tuple[type[CodesenseError], int, int], ...] = (
     (InvalidQuestion, 2, 422),
+    (InvalidQuery, 2, 422),
     (InvalidChatRequest, 2, 422),
     (ModelNotFound, 2, 404),
     (InvalidArgument, 2, 422),

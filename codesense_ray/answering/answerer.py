@@ -21,6 +21,7 @@ from codesense_ray.answering.verified_stream import VerifiedStream
 from codesense_ray.config import AnswerConfig
 from codesense_ray.errors import InvalidQuestion
 from codesense_ray.retrieval.retriever import Retriever, SearchHit
+from codesense_ray.retrieval.query_guard import unicode_problem
 
 CHARS_PER_TOKEN = 4  # budget estimate: generators have their own tokenizers; 4 chars/token is conservative for code
 
@@ -58,6 +59,9 @@ def check_question(question: Any, max_chars: int) -> str:
         raise InvalidQuestion("empty question")
     if len(question) > max_chars:
         raise InvalidQuestion(f"question too long: {len(question)} characters (limit {max_chars}, `answer.max_question_chars`)")
+    problem = unicode_problem(question, "question")
+    if problem:
+        raise InvalidQuestion(problem)
     return question.strip()
 
 

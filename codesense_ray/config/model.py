@@ -21,11 +21,12 @@ them, resolved by the entrypoint that needs them.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codesense_ray.config.deployment import DeploymentConfig
 from codesense_ray.errors import InvalidConfig
@@ -35,8 +36,10 @@ from codesense_ray.config.orchestration import ConvergeConfig, DvcConfig, JobsCo
 from codesense_ray.config.interfaces import ChatConfig
 from codesense_ray.config.monitoring import MonitoringConfig
 from codesense_ray.config.training import TrainingConfig
+from codesense_ray.config.secrets import SecretsConfig
 
 DEFAULT_CONFIG = "codesense.yaml"
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 PACKAGED_MINILM = "all-MiniLM-L6-v2"
 QWEN3_EMBEDDING = "Qwen/Qwen3-Embedding-0.6B"
 
@@ -67,7 +70,19 @@ class RepositoryConfig(_Section):
 class IndexConfig(_Section):
     """How files become chunks and how index versions are kept."""
 
-    collection: str = Field("codesense", description="Alias that search reads; versions are `<collection>__<timestamp>` behind it.")
+    collection: str = Field(
+        "codesense",
+        description="Alias that search reads; versions are `<collection>__<timestamp>` behind it. Letters, digits, `_` and `-` "
+        "(at most 64, starting with a letter or digit, no `__`).",
+    )
+
+    @field_validator("collection")
+    @classmethod
+    def _safe_collection(cls, value: str) -> str:
+        # `__` separates the alias from the version timestamp: an alias containing it would claim another's versions.
+        if not _COLLECTION_NAME.fullmatch(value) or "__" in value:
+            raise ValueError(f"{value!r} is not a safe collection name (letters, digits, '_', '-'; starts with a letter or digit; no '__'; at most 64)")
+        return value
     max_chunk_tokens: int = Field(
         512, ge=32, description="Upper bound of a chunk in embedding-model tokens (header included); capped by the model's own limit so nothing is truncated."
     )
@@ -126,6 +141,9 @@ class SearchConfig(_Section):
     """Retrieval defaults used by `search`, `ask` and the HTTP API."""
 
     k: int = Field(10, ge=1, le=200, description="Hits returned by default.")
+    max_query_chars: int = Field(
+        4000, ge=10, description="Longer search queries are rejected (HTTP 422, CLI one-line error) instead of costing unbounded CPU."
+    )
     candidates: int = Field(50, ge=1, description="Hits fetched from each signal (dense, sparse, symbol) before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens the rank bonus.")
     memory_index: bool = Field(
@@ -173,6 +191,7 @@ class Config(_Section):
 
     repositories: list[RepositoryConfig] = Field(default_factory=list, description="What to index (contract).")
     index: IndexConfig = Field(default_factory=IndexConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig, description="Secret files never indexed; secrets in text redacted.")
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
     qdrant: QdrantConfig = Field(default_factory=QdrantConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -203,7 +222,8 @@ class Config(_Section):
 
     @property
     def qdrant_path(self) -> Path:
-        return Path(self.qdrant.path).expanduser() if self.qdrant.path else self.home / "qdrant"
+        """Embedded storage directory; a relative `qdrant.path` resolves against the config file's directory."""
+        return self.resolve_path(self.qdrant.path) if self.qdrant.path else self.home / "qdrant"
 
     def resolve_path(self, value: str) -> Path:
         p = Path(value).expanduser()
@@ -229,6 +249,8 @@ def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "config
     except ValidationError as err:
         raise InvalidConfig(_format_validation_error(err, source)) from None
     cfg.base_dir = base_dir.resolve()
+    if not cfg.qdrant.url and cfg.qdrant_path.exists() and not cfg.qdrant_path.is_dir():
+        raise InvalidConfig(f"{source}: `qdrant.path`: {cfg.qdrant_path} is a file, not a directory")
     return cfg
 
 

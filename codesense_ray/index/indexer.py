@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Protocol
 
 from codesense_ray.config import Config
 from codesense_ray.index.embedding import ModelInfo
-from codesense_ray.errors import CodesenseError, IndexingFailed, NoRollbackTarget
+from codesense_ray.errors import CodesenseError, IndexingFailed, InvalidConfig, NoRollbackTarget
 from codesense_ray.sources.files import SourceFile, file_hash, read_text, select_files
 from codesense_ray.sources.repositories import RepositoryInfo, resolve_repositories, select_repositories
 from codesense_ray.store.qdrant import FileEntry, IndexStore
@@ -65,6 +65,7 @@ class RepoReport:
     chunks_reused: int = 0
     chunks_deleted: int = 0
     chunks_total: int = 0
+    secrets_redacted: int = 0  # secrets replaced by a marker in the chunks embedded by this run
 
 
 @dataclass
@@ -78,6 +79,10 @@ class IndexSummary:
     dropped_versions: list[str] = field(default_factory=list)
     removed_repos: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # Repositories in the index but no longer in config, kept because `--prune` was not given.
+    stale_repos: list[str] = field(default_factory=list)
+    # Unfinished versions left by earlier runs that died (kill -9, OOM), removed by this run.
+    partial_versions_removed: list[str] = field(default_factory=list)
     # The quality gate's verdict on the candidate (`--gate`); when it failed, `collection` is still the live
     # version and `candidate` names the new version, kept for inspection and never promoted.
     gate: GateVerdictLike | None = None
@@ -92,7 +97,7 @@ class IndexSummary:
         return all(r.status != "error" for r in self.repos)
 
     def totals(self) -> dict[str, int]:
-        keys = ("files_seen", "files_new", "files_changed", "files_deleted", "chunks_embedded", "chunks_reused", "chunks_deleted", "chunks_total")
+        keys = ("files_seen", "files_new", "files_changed", "files_deleted", "chunks_embedded", "chunks_reused", "chunks_deleted", "chunks_total", "secrets_redacted")
         out = {k: sum(getattr(r, k) for r in self.repos) for k in keys}
         skipped: Counter[str] = Counter()
         for r in self.repos:
@@ -111,6 +116,8 @@ class IndexSummary:
             "repos": [asdict(r) for r in self.repos],
             "dropped_versions": self.dropped_versions,
             "removed_repos": self.removed_repos,
+            "stale_repos": self.stale_repos,
+            "partial_versions_removed": self.partial_versions_removed,
             "gate": self.gate.to_dict() if self.gate is not None else None,
             "candidate": self.candidate,
         }
@@ -153,16 +160,22 @@ class Indexer:
         repo_ids: Iterable[str] = (),
         *,
         full: bool = False,
+        prune: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
         gate: IndexGate | None = None,
     ) -> IndexSummary:
         """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write.
 
+        Repositories that are in the index but no longer in config are carried over (reported as
+        `stale_repos`) unless `prune` is set: a config that lost its repositories must not wipe the index.
+        When every selected repository fails, nothing is promoted (the live version, if any, keeps serving).
         With `gate`, the candidate version is evaluated after it is built and verified and before the alias
         moves; a failing verdict leaves the alias where it was and keeps the candidate (named in the summary).
         """
         started = time.monotonic()
         infos = resolve_repositories(self.cfg)
+        if not infos:
+            raise InvalidConfig("repositories: the list is empty, nothing to index (the existing index is left as it is)")
         selected = select_repositories(infos, list(repo_ids)) if repo_ids else infos
         live = self.store.live_collection()
         compatible = live is not None and self._compatible(live)
@@ -196,9 +209,15 @@ class Indexer:
             metas[info.id] = self._meta(info, report)
 
         indexed = {rid for rid, r in reports.items() if r.status != "error"}
-        removed = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live and not repo_ids else []
+        gone = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live else []
+        removed = gone if prune and not repo_ids else []
+        stale = [] if removed else gone
+        if not indexed:
+            # Every selected repository failed: promoting a version now would serve an empty (first run) or
+            # merely copied index. The summary reports the errors; `ok` is false, so the CLI exits 1.
+            return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale)
         if live and reuse and not removed and all(reports[rid].status == "unchanged" for rid in indexed):
-            return self._keep_live(live, reports, metas, started)
+            return self._keep_live(live, reports, metas, started, stale)
 
         collection = self.store.create_version(self.model.dimension)
         try:
@@ -223,6 +242,10 @@ class Indexer:
             raise IndexingFailed(f"index run failed, previous index still serving ({live or 'none'}): {err}") from err
 
         verdict = gate(collection) if gate is not None else None
+        if verdict is None or verdict.passed:
+            # Verified (and gated): a version that may serve and later be a rollback target. A candidate that
+            # failed its gate stays unmarked, so it is never a rollback target and the next run removes it.
+            self.store.mark_complete(collection)
         if verdict is not None and not verdict.passed:
             for rid in indexed:
                 reports[rid].chunks_total = self.store.count_chunks(collection, rid)
@@ -231,12 +254,15 @@ class Indexer:
                 seconds=time.monotonic() - started, gate=verdict, candidate=collection,
             )  # fmt: skip
         previous = self.store.swap_alias(collection)
+        partial = self.store.drop_partial_versions()
         dropped = self.store.drop_old_versions(self.cfg.index.retention)
         for rid in indexed:
             reports[rid].chunks_total = self.store.count_chunks(collection, rid)
-        return IndexSummary(collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, gate=verdict)
+        return IndexSummary(
+            collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, stale, partial, gate=verdict,
+        )  # fmt: skip
 
-    def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float) -> IndexSummary:
+    def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float, stale: list[str]) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).
 
         Only the repository metadata is refreshed in place (a new commit with identical files moves `ref`).
@@ -247,7 +273,10 @@ class Indexer:
             if current.get(rid, {}).get("ref") != meta["ref"]:
                 meta["chunks"] = reports[rid].chunks_total
                 self.store.write_repo_meta(live, meta)
-        return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started)
+        partial = self.store.drop_partial_versions()
+        return IndexSummary(
+            live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale, partial_versions_removed=partial
+        )
 
     # --- steps ------------------------------------------------------------------------------------
     def _compatible(self, live: str) -> bool:
@@ -265,12 +294,14 @@ class Indexer:
         if not Path(root).is_dir():
             raise CodesenseError(f"repository '{info.id}': {root} is not a directory")
         idx = self.cfg.index
-        selection = select_files(Path(root), max_file_bytes=idx.max_file_bytes, max_line_length=idx.max_line_length, exclude=idx.exclude)
+        selection = select_files(
+            Path(root), max_file_bytes=idx.max_file_bytes, max_line_length=idx.max_line_length, exclude=idx.exclude, secret_files=self.cfg.secrets.exclude_files
+        )
         skipped = Counter(selection.skipped)
         files: dict[str, tuple[str, SourceFile]] = {}
         for sf in selection.files:
             try:
-                files[sf.path] = (file_hash(read_text(sf)), sf)
+                files[sf.path] = (file_hash(read_text(sf, root)), sf)
             except (OSError, UnicodeDecodeError):
                 skipped["unreadable"] += 1
         report.skipped = dict(skipped)
@@ -285,6 +316,7 @@ class Indexer:
             "repo_id": info.id,
             "path": path,
             "abs_path": str(sf.abs_path),
+            "root": str(info.path),
             "language": sf.language,
             "file_hash": fhash,
             "web_url": info.web_url or "",
@@ -314,6 +346,7 @@ class Indexer:
             written += len(rows)
             for row in rows:
                 reports[row["repo_id"]].chunks_embedded += 1
+                reports[row["repo_id"]].secrets_redacted += int(row.get("redactions", 0))
                 done_files.add((row["repo_id"], row["path"]))
             if on_progress:
                 on_progress(len(done_files), total_files)
@@ -336,7 +369,8 @@ def rollback(store: IndexStore, to: str | None = None) -> dict:
     """
     live = store.live_collection()
     versions = store.versions()
-    retained = [v for v in versions if v != live]
+    # Only verified, promotable versions: not partial runs, not candidates that failed their gate.
+    retained = [v for v in versions if v != live and store.is_complete(v)]
     if to is None:
         older = [v for v in retained if live is None or v < live]
         if not older:

@@ -12,7 +12,7 @@ import math
 import re
 import zlib
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Iterator
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -67,8 +67,9 @@ def path_tokens(path: str) -> list[str]:
         stem = seg.rsplit(".", 1)[0] if "." in seg.strip(".") else seg
         if not stem:
             continue
-        out.append(stem.lower())
-        out.extend(p for p in split_identifier(stem.replace("-", "_")) if p != stem.lower())
+        lower = stem.lower()  # once: lowering it per part made long stems quadratic
+        out.append(lower)
+        out.extend(p for p in split_identifier(stem.replace("-", "_")) if p != lower)
     return out
 
 
@@ -150,7 +151,26 @@ def definition_names(definitions: Iterable[dict]) -> list[str]:
 
 
 _TRACE_FRAME = re.compile(r'File "([^"\n]+)", line (\d+)(?:, in ([A-Za-z_<>][\w<>]*))?')
-_PATH_MENTION = re.compile(r"(?<![\w/.-])((?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.(?:py|pyi|go|ts|tsx|js|jsx|mjs|java|kt|rs|c|h|cc|cpp|hpp|cs|rb|php|sh|tf|yaml|yml|md|toml|json|sql))\b")
+_PATH_EXTENSIONS = "py|pyi|go|ts|tsx|js|jsx|mjs|java|kt|rs|c|h|cc|cpp|hpp|cs|rb|php|sh|tf|yaml|yml|md|toml|json|sql"
+# A path mention is found in three linear steps instead of one backtracking pattern (which was quadratic on
+# inputs like "a+a+a+..."): split the text into runs of path characters, cut each run after its last
+# `.<extension>` at a word boundary, then check the cut's shape anchored (segments split at "/" are unambiguous).
+_PATH_RUN = re.compile(r"[\w.@+/-]+")
+_EXTENSION_END = re.compile(rf"\.(?:{_PATH_EXTENSIONS})(?!\w)")
+_PATH_SHAPE = re.compile(rf"(?:[\w.@+-]+/)*[\w@+-][\w.@+-]*\.(?:{_PATH_EXTENSIONS})")
+
+
+def _path_mentions(text: str) -> Iterator[tuple[int, str]]:
+    """(start, path) of each relative file path named in `text`, in order. Linear in `len(text)`."""
+    for run in _PATH_RUN.finditer(text):
+        last = None
+        for last in _EXTENSION_END.finditer(run.group(0)):
+            pass
+        if last is None:
+            continue
+        candidate = run.group(0)[: last.end()]
+        if _PATH_SHAPE.fullmatch(candidate):
+            yield run.start(), candidate
 
 
 def path_suffixes(path: str, max_parts: int = 4) -> list[str]:
@@ -168,9 +188,9 @@ def query_paths(query: str) -> list[str]:
     seen: dict[str, None] = {}
     for m in reversed(list(_TRACE_FRAME.finditer(query))):
         seen.setdefault(m.group(1), None)
-    for m in _PATH_MENTION.finditer(query):
-        if "://" not in query[max(0, m.start() - 8) : m.start()]:
-            seen.setdefault(m.group(1), None)
+    for start, path in _path_mentions(query):
+        if "://" not in query[max(0, start - 8) : start]:
+            seen.setdefault(path, None)
     return list(seen)
 
 

@@ -70,9 +70,9 @@ def run_in_process(cfg: Config, tasks: list[dict], store: IndexStore, collection
     """The same stages, called directly in this process: for deltas of a few files, starting a Ray cluster
     and its actors costs more than the work (`index.in_process_max_files`)."""
     emb = cfg.embedding
-    key = (emb.model_dump_json(), max_tokens, cfg.index.min_chunk_tokens)
+    key = (emb.model_dump_json(), max_tokens, cfg.index.min_chunk_tokens, cfg.secrets.redact)
     if key not in _LOCAL_STAGES:
-        _LOCAL_STAGES[key] = (ChunkFiles(emb.model, max_tokens, cfg.index.min_chunk_tokens), EmbedChunks(emb))
+        _LOCAL_STAGES[key] = (ChunkFiles(emb.model, max_tokens, cfg.index.min_chunk_tokens, cfg.secrets.redact), EmbedChunks(emb))
     chunker, embedder = _LOCAL_STAGES[key]
     for i in range(0, len(tasks), PARSE_BATCH):
         part = tasks[i : i + PARSE_BATCH]
@@ -81,7 +81,7 @@ def run_in_process(cfg: Config, tasks: list[dict], store: IndexStore, collection
             continue
         rows = rows_for_store(add_sparse_vectors(embedder(chunks)))
         store.upsert_rows(collection, rows)
-        yield [{"repo_id": r["payload"]["repo_id"], "path": r["payload"]["path"]} for r in rows]
+        yield [_written(r) for r in rows]
 
 
 def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int) -> Iterator[list[dict]]:
@@ -104,7 +104,7 @@ def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: 
     ds = ray.data.from_items(tasks, override_num_blocks=blocks)
     ds = ds.map_batches(
         ChunkFiles,
-        fn_constructor_kwargs={"model": emb.model, "max_tokens": max_tokens, "min_tokens": cfg.index.min_chunk_tokens},
+        fn_constructor_kwargs={"model": emb.model, "max_tokens": max_tokens, "min_tokens": cfg.index.min_chunk_tokens, "redact_secrets": cfg.secrets.redact},
         batch_size=PARSE_BATCH,
         compute=ray.data.ActorPoolStrategy(size=min(cfg.index.parse_concurrency, blocks)),
         num_cpus=0.5,  # light: leaves the cores to the embedder on small CPU machines
@@ -133,9 +133,16 @@ def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: 
             num_cpus=0.25,
         )
         for batch in ds.iter_batches(batch_size=cfg.qdrant.write_batch_size, batch_format="numpy"):
-            yield [{"repo_id": str(r), "path": str(p)} for r, p in zip(batch["repo_id"], batch["path"])]
+            yield [{"repo_id": str(r), "path": str(p), "redactions": int(n)} for r, p, n in zip(batch["repo_id"], batch["path"], batch["redactions"])]
     else:
         for batch in ds.iter_batches(batch_size=cfg.qdrant.write_batch_size, batch_format="numpy"):
             rows = rows_for_store(batch)
             store.upsert_rows(collection, rows)
-            yield [{"repo_id": r["payload"]["repo_id"], "path": r["payload"]["path"]} for r in rows]
+            yield [_written(r) for r in rows]
+
+
+
+def _written(row: dict) -> dict:
+    """What the indexer counts for one written chunk (never its text)."""
+    payload = row["payload"]
+    return {"repo_id": payload["repo_id"], "path": payload["path"], "redactions": payload.get("redactions", 0)}

@@ -7,7 +7,6 @@ Dataset, and that tests can call directly.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,8 @@ import numpy as np
 from codesense_ray.config import EmbeddingConfig
 from codesense_ray.index.schema import chunk_record
 from codesense_ray.index.lexical import definition_names, document_sparse_vector, path_suffixes
+from codesense_ray.sources.safe_open import read_inside
+from codesense_ray.index.secrets import count_redactions
 
 
 def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
@@ -34,10 +35,11 @@ class ChunkFiles:
     Output rows: id, repo_id, path, embed_text, payload_json.
     """
 
-    def __init__(self, model: str, max_tokens: int, min_tokens: int) -> None:
+    def __init__(self, model: str, max_tokens: int, min_tokens: int, redact_secrets: bool = True) -> None:
         from codesense_ray.index.embedding import TokenCounter
 
         self.count_tokens = TokenCounter(model)
+        self.redact_secrets = redact_secrets
         self.max_tokens = max_tokens
         self.min_tokens = min_tokens
 
@@ -49,19 +51,24 @@ class ChunkFiles:
         for row in _rows(batch):
             row = {k: _column(v) for k, v in row.items()}
             try:
-                text = decode_source(Path(row["abs_path"]).read_bytes())
+                text = decode_source(read_inside(row["abs_path"], row.get("root") or None))  # never out of the repository
             except (OSError, UnicodeDecodeError):
                 continue  # vanished or changed to binary since planning: the next run sees it
+            fhash = file_hash(text)  # of the file as it is: the plan compares it with the working tree
+            line_count = len(text.rstrip("\n").split("\n"))
+            if self.redact_secrets:
+                from codesense_ray.index.secrets import scrub_secrets
+
+                text = scrub_secrets(text, row["path"]).text  # same lines, secrets replaced: citations stay exact
             chunks = chunk_file(
                 text, row["path"], row["language"], max_tokens=self.max_tokens, min_tokens=self.min_tokens, count_tokens=self.count_tokens
             )
-            fhash = file_hash(text)
-            line_count = len(text.rstrip("\n").split("\n"))
             for chunk in chunks:
                 rec = chunk_record(chunk, repo_id=row["repo_id"], web_url=row["web_url"] or None, ref=row["ref"] or None, file_hash=fhash)
                 rec["def_names"] = definition_names(rec["definitions"])
                 rec["line_count"] = line_count
                 rec["path_tails"] = path_suffixes(row["path"])
+                rec["redactions"] = count_redactions(chunk.text)
                 out["id"].append(rec["id"])
                 out["repo_id"].append(row["repo_id"])
                 out["path"].append(row["path"])
@@ -131,4 +138,8 @@ class WriteToQdrant:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = rows_for_store(batch)
         self.store.upsert_rows(self.collection, rows)
-        return {"repo_id": [r["payload"]["repo_id"] for r in rows], "path": [r["payload"]["path"] for r in rows]}
+        return {
+            "repo_id": [r["payload"]["repo_id"] for r in rows],
+            "path": [r["payload"]["path"] for r in rows],
+            "redactions": [r["payload"].get("redactions", 0) for r in rows],
+        }

@@ -9,6 +9,8 @@ to index plus a count of every skip by reason. Reasons are stable strings (they 
                 per directory, which is not entered
 `ignored`       matched a `.gitignore` (nested ones too); a matching directory counts once, not entered
 `excluded`      matched an `index.exclude` pattern from the config; same directory rule
+`secret_file`   a well-known secret file (`.env`, `id_rsa`, `*.pem`, `.npmrc`, ...: `secrets.exclude_files`);
+                never opened
 `symlink`       a symbolic link (never followed: no loops, nothing outside the repository)
 `lock_file`     package-manager lock files (package-lock.json, go.sum, poetry.lock, ...)
 `unsupported`   images, archives, compiled objects, fonts, media (by extension) and special files
@@ -40,11 +42,13 @@ import pathspec
 
 from codesense_ray.errors import RepositoryNotFound
 from codesense_ray.sources.languages import detect_language
+from codesense_ray.sources.safe_open import read_inside
 
 SKIP_REASONS = (
     "vendored",
     "ignored",
     "excluded",
+    "secret_file",
     "symlink",
     "lock_file",
     "unsupported",
@@ -163,9 +167,13 @@ def decode_source(data: bytes) -> str:
     return normalise_text(data.decode("utf-8"))
 
 
-def read_text(sf: SourceFile) -> str:
-    """The file's text as indexed (UTF-8, BOM dropped, newlines normalised to `\\n`)."""
-    return decode_source(Path(sf.abs_path).read_bytes())
+def read_text(sf: SourceFile, root: Path | str | None = None) -> str:
+    """The file's text as indexed (UTF-8, BOM dropped, newlines normalised to `\\n`).
+
+    Never follows a symlink, and with `root` never reads outside it (the file may have been swapped for a
+    symlink since it was selected): raises `OSError` instead.
+    """
+    return decode_source(read_inside(sf.abs_path, root))
 
 
 def file_hash(content: str | bytes) -> str:
@@ -250,6 +258,7 @@ def select_files(
     max_line_length: int,
     exclude: list[str] | tuple[str, ...] = (),
     honour_gitignore: bool = True,
+    secret_files: list[str] | tuple[str, ...] = (),
 ) -> Selection:
     """Walk `root` and choose the files to index; every other entry is counted under one skip reason.
 
@@ -261,6 +270,7 @@ def select_files(
     if not root.is_dir():
         raise RepositoryNotFound(f"repository directory not found: {root}")
     excluded = pathspec.GitIgnoreSpec.from_lines(list(exclude)) if exclude else None
+    secrets = pathspec.GitIgnoreSpec.from_lines(list(secret_files)) if secret_files else None
     selection = Selection()
     found: list[SourceFile] = []
     # Iterative depth-first walk: (absolute dir, posix prefix "a/b/" or "", ignore rules in force).
@@ -292,6 +302,9 @@ def select_files(
             if excluded is not None and excluded.match_file(rel + "/" if is_dir else rel):
                 selection.skip(rel, "excluded")
                 continue
+            if secrets is not None and not is_dir and secrets.match_file(rel):
+                selection.skip(rel, "secret_file")
+                continue
             if honour_gitignore and rules.specs and rules.ignored(rel, is_dir):
                 selection.skip(rel, "ignored")
                 continue
@@ -301,7 +314,7 @@ def select_files(
             if not is_file:  # FIFO, socket, device: opening one could block forever
                 selection.skip(rel, "unsupported")
                 continue
-            source = _check_file(entry, rel, max_file_bytes, max_line_length, selection)
+            source = _check_file(entry, rel, max_file_bytes, max_line_length, selection, root)
             if source is not None:
                 found.append(source)
     found.sort(key=lambda sf: sf.path)
@@ -310,7 +323,7 @@ def select_files(
 
 
 def _check_file(
-    entry: os.DirEntry, rel: str, max_file_bytes: int, max_line_length: int, selection: Selection
+    entry: os.DirEntry, rel: str, max_file_bytes: int, max_line_length: int, selection: Selection, root: Path
 ) -> SourceFile | None:
     reason = _name_reason(entry.name)
     if reason:
@@ -324,9 +337,9 @@ def _check_file(
         if size == 0:
             selection.skip(rel, "empty")
             return None
-        with open(entry.path, "rb") as fh:
-            # Read one byte past the limit: the file may have grown since stat.
-            data = fh.read(max_file_bytes + 1)
+        # Read one byte past the limit: the file may have grown since stat. No symlink is followed, even one
+        # swapped in since the directory was listed.
+        data = read_inside(entry.path, root, max_file_bytes + 1)
     except OSError:
         selection.skip(rel, "unreadable")
         return None

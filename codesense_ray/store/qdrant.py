@@ -15,11 +15,15 @@ from typing import Any, Iterable, Iterator, Sequence
 from qdrant_client import QdrantClient, models
 
 from codesense_ray.config import Config, resolve_secret
-from codesense_ray.errors import StorageLocked
+from codesense_ray.errors import InvalidConfig, StorageLocked
 from codesense_ray.index.schema import DENSE, KEYWORD_FIELDS, META_KEY, SPARSE  # noqa: F401  (re-exported)
 from codesense_ray.store.base import FileEntry, VectorStore  # noqa: F401  (re-exported)
 
 _META_NAMESPACE = uuid.UUID("0b5c3d58-8d6f-4bb4-a3c5-2f0c7b1e9a41")
+# Collection metadata flag: False while a version is being filled, True once the run verified it. A run that
+# dies (kill -9, OOM, node loss) leaves False behind, so retention can tell a partial version from a rollback
+# target. Versions written before the flag existed have no metadata and count as complete.
+COMPLETE_KEY = "codesense_complete"
 
 
 def open_client(cfg: Config) -> QdrantClient:
@@ -27,7 +31,12 @@ def open_client(cfg: Config) -> QdrantClient:
     if cfg.qdrant.url:
         return QdrantClient(url=cfg.qdrant.url, api_key=resolve_secret(cfg.qdrant.api_key_env), timeout=int(cfg.qdrant.timeout_s))
     path = cfg.qdrant_path
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidConfig(f"qdrant.path: {path} is a file (or under one), not a directory") from None
+    except PermissionError:
+        raise InvalidConfig(f"qdrant.path: cannot create {path} (permission denied)") from None
     try:
         return QdrantClient(path=str(path))
     except RuntimeError as err:
@@ -81,6 +90,7 @@ class IndexStore:
             name,
             vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata={COMPLETE_KEY: False},
         )
         if not self.embedded:  # embedded Qdrant ignores payload indexes (and warns); the server needs them
             for field in KEYWORD_FIELDS:
@@ -97,18 +107,37 @@ class IndexStore:
         self.client.update_collection_aliases(change_aliases_operations=ops)
         return previous
 
+    def mark_complete(self, collection: str) -> None:
+        """Record that `collection` was filled and verified: only such versions are rollback targets."""
+        self.client.update_collection(collection, metadata={COMPLETE_KEY: True})
+
+    def is_complete(self, collection: str) -> bool:
+        metadata = self.client.get_collection(collection).config.metadata or {}
+        return bool(metadata.get(COMPLETE_KEY, True))
+
     def drop_old_versions(self, retention: int) -> list[str]:
-        """Keep the live version and the `retention` newest older ones; drop the rest (failed runs too)."""
+        """Keep the live version and the `retention` newest older *complete* ones; drop older complete ones.
+
+        Partial versions never count towards retention (see `drop_partial_versions`).
+        """
         live = self.live_collection()
         versions = self.versions()
         if live not in versions:
             return []
-        older = [v for v in versions if v < live]
+        older = [v for v in versions if v < live and self.is_complete(v)]
         keep = set(older[len(older) - retention :]) if retention else set()
-        dropped = [v for v in versions if v != live and v not in keep]
+        dropped = [v for v in older if v not in keep]
         for name in dropped:
             self.client.delete_collection(name)
         return dropped
+
+    def drop_partial_versions(self) -> list[str]:
+        """Drop versions left unfinished by runs that died before verifying them (never the live one)."""
+        live = self.live_collection()
+        partial = [v for v in self.versions() if v != live and not self.is_complete(v)]
+        for name in partial:
+            self.client.delete_collection(name)
+        return partial
 
     def drop(self, collection: str) -> None:
         if self.client.collection_exists(collection) and collection != self.live_collection():

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from codesense_ray.errors import CodesenseError
 from codesense_ray.offline import apply_offline_defaults
+from codesense_ray.app.cli.terminal import printable
 
 
 from codesense_ray.app.cli.common import Handler, common_parser as _common, emit, positive_int  # noqa: F401
@@ -46,7 +47,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        summary = indexer.run(args.repo or (), full=args.full, on_progress=on_progress, gate=gate)
+        summary = indexer.run(args.repo or (), full=args.full, prune=args.prune, on_progress=on_progress, gate=gate)
     finally:
         bar.close()
         _shutdown_ray()
@@ -81,7 +82,10 @@ def _shutdown_ray() -> None:
 
 def _print_index_summary(s: dict) -> None:
     t = s["totals"]
-    print(f"index {s['alias']} → {s['collection']} (previous: {s['previous'] or 'none'}) in {s['seconds']:.1f}s")
+    if s["collection"] is None:
+        print(f"index {s['alias']}: nothing promoted, every repository failed (no index yet) in {s['seconds']:.1f}s")
+    else:
+        print(f"index {s['alias']} → {s['collection']} (previous: {s['previous'] or 'none'}) in {s['seconds']:.1f}s")
     if s.get("gate"):
         g = s["gate"]
         verdict = "passed" if g["passed"] else f"FAILED, candidate {s['candidate']} kept, alias not moved"
@@ -90,6 +94,8 @@ def _print_index_summary(s: dict) -> None:
         f"  files: {t['files_seen']} seen, {t['files_new']} new, {t['files_changed']} changed, {t['files_deleted']} deleted, {t['files_skipped']} skipped"
     )
     print(f"  chunks: {t['chunks_embedded']} embedded, {t['chunks_reused']} reused, {t['chunks_deleted']} deleted, {t['chunks_total']} total")
+    if t.get("secrets_redacted"):
+        print(f"  secrets redacted: {t['secrets_redacted']} (in chunks embedded by this run)")
     for r in s["repos"]:
         skipped = ", ".join(f"{k}={v}" for k, v in sorted(r["skipped"].items())) or "none"
         line = f"  - {r['repo_id']}: {r['status']}"
@@ -97,25 +103,25 @@ def _print_index_summary(s: dict) -> None:
             line += f": {r['error']}"
         else:
             line += f", {r['chunks_total']} chunks ({r['chunks_embedded']} embedded, {r['chunks_reused']} reused); skipped: {skipped}"
-        print(line)
+        print(printable(line))
     if s["removed_repos"]:
         print(f"  removed repositories no longer in config: {', '.join(s['removed_repos'])}")
+    if s.get("stale_repos"):
+        print(f"  kept repositories no longer in config (remove them with --prune): {', '.join(s['stale_repos'])}")
+    if s.get("partial_versions_removed"):
+        print(f"  removed unfinished versions of interrupted runs: {', '.join(s['partial_versions_removed'])}")
     if s["dropped_versions"]:
         print(f"  dropped old versions: {', '.join(s['dropped_versions'])}")
 
 
 # --- search ---------------------------------------------------------------------------------------
-def _check_query(text: str, what: str = "query") -> str:
-    if not text or not text.strip():
-        raise CodesenseError(f"empty {what}")
-    return text
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     from codesense_ray.app.compose import build_retriever
 
+    from codesense_ray.retrieval.query_guard import check_query
+
     cfg = _load(args)
-    query = _check_query(args.query)
+    query = check_query(args.query, cfg.search.max_query_chars)  # empty, too long, invalid Unicode: one line, exit 2
     retriever = build_retriever(cfg)
     started = time.perf_counter()
     hits = retriever.search(query, k=args.k, repo_ids=args.repo or ())
@@ -127,8 +133,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             print("no results")
         for i, h in enumerate(hits, 1):
             sym = f"  {h.symbol}" if h.symbol else ""
-            print(f"{i:2d}. {h.repo}  {h.path}:{h.start_line}-{h.end_line}  ({h.score:.4f}){sym}")
-            print(f"    {h.url}")
+            # File names and symbols come from the repository: escape control characters before they reach a terminal.
+            print(printable(f"{i:2d}. {h.repo}  {h.path}:{h.start_line}-{h.end_line}  ({h.score:.4f}){sym}"))
+            print(printable(f"    {h.url}"))
 
     emit(args, payload, human)
     return 0
@@ -138,8 +145,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from codesense_ray.app.compose import build_answerer
 
+    from codesense_ray.answering import check_question
+
     cfg = _load(args)
-    _check_query(args.question, "question")
+    check_question(args.question, cfg.answer.max_question_chars)  # before any model loads: empty, too long, invalid Unicode
     answerer = build_answerer(cfg)
     try:
         answer = answerer.ask(args.question, k=args.k, repo_ids=args.repo or ())
@@ -148,7 +157,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     payload = answer.to_dict()
 
     def human() -> None:
-        print(answer.answer)
+        print(printable(answer.answer, multiline=True))
         note = f"model {answer.model}, prompt {answer.prompt['name']} v{answer.prompt['version']}"
         bad = len(answer.citations["invalid"])
         if bad:
@@ -223,7 +232,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     def human() -> None:
         print(f"alias {store.alias} → {live}  (versions kept: {len(payload['versions'])})")
         for r in repos:
-            print(f"  {r['repo']:<24} ref {str(r['ref'] or '-')[:12]:<12}  {r['chunks']:>7} chunks  {r['files'] or 0:>6} files  indexed {r['indexed_at']}")
+            print(printable(f"  {r['repo']:<24} ref {str(r['ref'] or '-')[:12]:<12}  {r['chunks']:>7} chunks  {r['files'] or 0:>6} files  indexed {r['indexed_at']}"))
 
     emit(args, payload, human)
     return 0
@@ -249,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["rollback"], help="`rollback`: move the alias back to a retained version (see --to)")
     p.add_argument("--repo", action="append", metavar="ID", help="only this repository (repeatable); others are carried over")
     p.add_argument("--full", action="store_true", help="re-embed everything instead of reusing unchanged chunks")
+    p.add_argument("--prune", action="store_true", help="remove repositories that are in the index but no longer in config (kept otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--gate", metavar="GATES.yaml", help="evaluate the candidate version before the alias moves; failing → exit 1, alias unchanged, candidate kept"
@@ -315,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except CodesenseError as err:
-        print(f"codesense: error: {err}", file=sys.stderr)
+        print(printable(f"codesense: error: {err}"), file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("codesense: interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ deployment handles. Nothing binds at import time: `build_app(config)` does, so `
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -25,6 +26,8 @@ from ray import serve
 from codesense_ray.config import Config, config_from_dict, resolve_secret
 from codesense_ray.errors import CodesenseError, IndexNotBuilt, RepositoryNotFound, StorageLocked, http_status
 from codesense_ray.answering.generators.base import Generation, GeneratorError
+from codesense_ray.app.serve.http_guard import UNMATCHED_ROUTE, bearer_token_matches, require_auth_token, route_template
+from codesense_ray.retrieval.query_guard import InvalidQuery, check_query, utf8_problem
 
 log = logging.getLogger("codesense.serve")
 
@@ -206,23 +209,46 @@ def _config(config: dict | Config) -> Config:
 
 
 # --- ingress --------------------------------------------------------------------------------------
-def create_api(answerer, retriever_handle, metrics, auth_token: str | None, generator: _HandleGenerator | None) -> FastAPI:
+HEALTHZ_RETRIEVER_TIMEOUT_S = 5.0
+"""/healthz answers "ok" (alive) even when the retriever is busy longer than this with a heavy request."""
+
+
+async def _awaitable(response):
+    return await response
+
+
+def create_api(
+    answerer, retriever_handle, metrics, auth_token: str | None, generator: _HandleGenerator | None, *, max_query_chars: int = 4000
+) -> FastAPI:
     api = FastAPI(title="codesense", version="1", description="Ask questions about your code; every link is verified.")
-    open_paths = {"/healthz", "/docs", "/openapi.json"}
+    # With auth on, everything but liveness needs the token: /docs and /openapi.json describe the API too.
+    open_paths = {"/healthz"}
 
     @api.middleware("http")
     async def _auth_and_metrics(request: Request, call_next):
         started = time.perf_counter()
         path = request.url.path
-        if auth_token and path not in open_paths:
-            header = request.headers.get("authorization", "")
-            if header != f"Bearer {auth_token}":
-                metrics.observe(path, 401, time.perf_counter() - started)
-                return JSONResponse({"error": {"type": "Unauthorized", "message": "missing or invalid bearer token"}}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        # Label by route template: raw paths (random 401 probes) would grow /metrics without bound.
+        label = route_template(api, request.scope)
+        request.state.authorized = not auth_token or bearer_token_matches(request.headers.get("authorization"), auth_token)
+        if not request.state.authorized and path not in open_paths:
+            metrics.observe(label, 401, time.perf_counter() - started)
+            return JSONResponse({"error": {"type": "Unauthorized", "message": "missing or invalid bearer token"}}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if request.method == "POST":
+            problem = utf8_problem(await request.body())  # JSON must be UTF-8 (RFC 8259); else 422, not a 400/500
+            if problem:
+                metrics.observe(label, 422, time.perf_counter() - started)
+                return JSONResponse({"error": {"type": "InvalidRequest", "message": problem}}, status_code=422)
         response = await call_next(request)
         if path != "/metrics":
-            metrics.observe(path, response.status_code, time.perf_counter() - started)
+            metrics.observe(label, response.status_code, time.perf_counter() - started)
         return response
+
+    @api.exception_handler(Exception)
+    async def _unexpected(_: Request, err: Exception):
+        # A bug must still answer JSON (never a text/plain 500 with a traceback in the log only).
+        log.exception("unhandled error in the ingress")
+        return JSONResponse({"error": {"type": "InternalError", "message": f"internal error ({type(err).__name__})"}}, status_code=500)
 
     @api.exception_handler(RequestValidationError)
     async def _validation(_: Request, err: RequestValidationError):
@@ -237,11 +263,21 @@ def create_api(answerer, retriever_handle, metrics, auth_token: str | None, gene
         return JSONResponse({"error": {"type": "InvalidRequest", "message": f"{where}: {first.get('msg')}".strip(": ")}}, status_code=422)
 
     @api.get("/healthz")
-    def healthz():
-        status = retriever_handle.status.remote().result()
+    async def healthz(request: Request):
+        # Async and awaiting only: liveness never waits for a threadpool slot that slow requests hold.
+        detailed = request.state.authorized  # with auth on, callers without the token learn liveness only
+        try:
+            status = await asyncio.wait_for(_awaitable(retriever_handle.status.remote()), HEALTHZ_RETRIEVER_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return {"status": "ok", "retriever": "busy"} if detailed else {"status": "ok"}
         if not status.get("ready"):
+            if not detailed:
+                return JSONResponse({"status": "no_index"}, status_code=503)
             return JSONResponse({"status": "no_index", "message": "no index yet: run `codesense index`"}, status_code=503)
-        return {"status": "ok", "index": status, "generator": generator.info() if generator else {"name": "extractive"}}
+        if not detailed:
+            return {"status": "ok"}
+        info = await _awaitable(generator.handle.info.remote()) if generator else {"name": "extractive"}
+        return {"status": "ok", "index": status, "generator": info}
 
     @api.get("/metrics")
     def prometheus():
@@ -250,8 +286,10 @@ def create_api(answerer, retriever_handle, metrics, auth_token: str | None, gene
     @api.post("/v1/search")
     async def search(req: SearchRequest):
         # Async end to end: awaiting the handle keeps the ingress's threads free under many concurrent clients.
-        if not req.query.strip():
-            return JSONResponse({"error": {"type": "InvalidRequest", "message": "empty query"}}, status_code=422)
+        try:
+            check_query(req.query, max_query_chars)
+        except InvalidQuery as err:
+            return JSONResponse(_error_payload(err), status_code=422)
         started = time.perf_counter()
         try:
             from codesense_ray.retrieval.retriever import SearchHit
@@ -348,13 +386,15 @@ class Ingress:
 
         cfg = _config(config)
         gen = _HandleGenerator(generator) if generator is not None else None
+        if cfg.serve.auth_token_env and not auth_token:
+            raise CodesenseError(f"serve.auth_token_env: no token for {cfg.serve.auth_token_env}; refusing to serve without auth")
         metrics = Metrics()
         monitor = ServeMonitor.from_config(cfg, metrics.registry, metrics.stage, lambda: retriever.index_metadata.remote().result())
         self.answerer = monitor.wrap_answerer(RagAnswerer(
             monitor.wrap_retriever(_HandleRetriever(retriever, monitor.on_timings)), monitor.wrap_generator(gen),
             build_prompt_registry(cfg.prompts, cfg.home), build_tracer(cfg.tracing, cfg.home), cfg.answer,
         ))
-        self.api = create_api(self.answerer, retriever, metrics, auth_token, gen)
+        self.api = create_api(self.answerer, retriever, metrics, auth_token, gen, max_query_chars=cfg.search.max_query_chars)
         monitor.install_routes(self.api)
         from codesense_ray.app.serve.chat import add_chat_routes
 
@@ -388,7 +428,7 @@ def build_app(cfg: Config):
         is_local = cfg.generator.backend == "local"
         options = {"num_cpus": s.generator_num_cpus or (1.0 if is_local else 0.25), "num_gpus": s.generator_num_gpus if is_local else 0}
         generator = serve.deployment(GeneratorDeployment, name="generator", ray_actor_options=options, **_autoscaling(cfg, s.generator_replicas)).bind(config)
-    token = resolve_secret(s.auth_token_env)
+    token = require_auth_token(s.auth_token_env)  # set but empty/unset: refuse to start, never serve open
     # The ingress only routes and verifies: a small CPU share keeps it schedulable beside the model replicas.
     ingress = serve.deployment(serve.ingress()(Ingress), name="ingress", num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": 0.25})
     return ingress.bind(retriever, generator, config, token)

@@ -60,7 +60,7 @@ def test_unknown_repo_and_empty_query(project):
     proc = run(project, "search", "x", "--repo", "nope")
     assert proc.returncode == 2 and "unknown repository 'nope'" in proc.stderr
     proc = run(project, "search", "   ")
-    assert proc.returncode == 1 and "empty query" in proc.stderr
+    assert proc.returncode == 2 and "empty query" in proc.stderr
 
 
 def test_locked_embedded_storage_is_a_clear_message(project):

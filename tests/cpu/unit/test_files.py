@@ -178,12 +178,14 @@ def test_unreadable_file_is_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     write(tmp_path, "secret.py", "x = 1\n")
     write(tmp_path, "ok.py", "x = 1\n")
 
-    def guarded_open(path, *args, **kwargs):
+    real_read = files_module.read_inside
+
+    def guarded_read(path, *args, **kwargs):
         if str(path).endswith("secret.py"):
             raise PermissionError(13, "Permission denied", str(path))
-        return open(path, *args, **kwargs)
+        return real_read(path, *args, **kwargs)
 
-    monkeypatch.setattr(files_module, "open", guarded_open, raising=False)
+    monkeypatch.setattr(files_module, "read_inside", guarded_read)
     assert reasons(tmp_path) == {"secret.py": "unreadable"}
     assert selected(tmp_path) == ["ok.py"]
 
@@ -241,8 +243,9 @@ def test_one_tree_produces_every_documented_skip_reason(tmp_path: Path) -> None:
     (tmp_path / "link.py").symlink_to(tmp_path / "empty.py")  # symlink
     unreadable = write(tmp_path, "locked.py", "x = 1\n")
     unreadable.chmod(0)
+    write(tmp_path, ".env", "API_TOKEN=not-a-real-token\n")  # secret_file
     write(tmp_path, "keep.py", "x = 1\n")
-    sel = select_files(tmp_path, max_file_bytes=2000, max_line_length=1000, exclude=["secret_dir/"])
+    sel = select_files(tmp_path, max_file_bytes=2000, max_line_length=1000, exclude=["secret_dir/"], secret_files=[".env"])
     expected = set(SKIP_REASONS) - ({"unreadable"} if os.geteuid() == 0 else set())  # root reads any file
     assert {r for r, n in sel.skipped.items() if n} == expected
     assert [f.path for f in sel.files if f.path != "locked.py"] == [".gitignore", "keep.py"]

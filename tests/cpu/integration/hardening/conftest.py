@@ -57,7 +57,7 @@ def make_api(auth_token: str | None = "tok-123", *, ready: bool = True, max_quer
 
 
 def _prompts():
-    from codesense_ray.config import PromptsConfig
+    from codesense_ray.config.answering import PromptsConfig
     from codesense_ray.answering.prompts.registry import FilePromptRegistry
 
     return FilePromptRegistry(PromptsConfig().path)

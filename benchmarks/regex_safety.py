@@ -70,9 +70,11 @@ INPUTS: dict[str, Callable[[int], str]] = {
 
 def _targets() -> dict[str, Callable[[str], object]]:
     """Every function whose regexes see user text, each as text -> anything."""
-    from codesense_ray import lexical
-    from codesense_ray.answering.answerer import check_question, _UrlGuard
-    from codesense_ray.answering.citations import verify_citations
+    from codesense_ray.answering.answerer import check_question
+    from codesense_ray.answering.citations import StreamVerifier, verify_citations
+    from codesense_ray.answering.markdown_links import scan_markdown
+    from codesense_ray.answering.verified_stream import VerifiedStream
+    from codesense_ray.index import lexical
     from codesense_ray.retrieval.query_guard import check_query
     from codesense_ray.index.secrets import scrub_secrets
 
@@ -87,8 +89,9 @@ def _targets() -> dict[str, Callable[[str], object]]:
         return run
 
     def stream_mask(text: str) -> str:
-        guard = _UrlGuard()
-        return guard.feed(text) + guard.flush()
+        # The SSE gate: what a streamed answer passes through before any token is sent.
+        gate = VerifiedStream(StreamVerifier([], lambda repo, path: None))
+        return gate.feed(text)
 
     return {
         "code_tokens": lexical.code_tokens,
@@ -105,6 +108,7 @@ def _targets() -> dict[str, Callable[[str], object]]:
         "check_question": guarded(lambda t: check_question(t, 10**7)),
         "stream_link_mask": stream_mask,
         "verify_citations": lambda t: verify_citations(t, []),
+        "scan_markdown": scan_markdown,
         "scrub_secrets": lambda t: scrub_secrets(t, "a/b.py"),
     }
 

@@ -145,7 +145,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from codesense_ray.app.compose import build_answerer
 
-    from codesense_ray.answering import check_question
+    from codesense_ray.answering.answerer import check_question
 
     cfg = _load(args)
     check_question(args.question, cfg.answer.max_question_chars)  # before any model loads: empty, too long, invalid Unicode

@@ -219,7 +219,7 @@ def test_canary_evaluator_answers_the_eval_set_through_the_canary(tmp_path, monk
     import shutil
 
     from codesense_ray.deployment.rollout import canary_evaluator
-    from codesense_ray.index.pipeline import build_indexer
+    from codesense_ray.app.compose import build_indexer
     from codesense_ray.app.compose import open_store
     from tests.cpu.integration.answering.fake_servers import openai_route, start
     from tests.conftest import PAYMENTS, ROOT

@@ -116,7 +116,7 @@ class IndexEnv:
 
     def open(self):
         from codesense_ray.config import load_config
-        from codesense_ray.index.pipeline import build_indexer
+        from codesense_ray.app.compose import build_indexer
         from codesense_ray.store.qdrant import IndexStore, open_client
 
         cfg = load_config(self.root / "codesense.yaml")

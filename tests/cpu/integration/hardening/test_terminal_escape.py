@@ -50,7 +50,7 @@ def test_cli_search_prints_escaped_names(tmp_path, capsys, monkeypatch):
     """`codesense search` (human output) shows hostile file names and symbols escaped; --json keeps them as data."""
     import json
 
-    from codesense_ray import cli
+    from codesense_ray.app import cli
     from codesense_ray.retrieval.retriever import SearchHit
 
     hit = SearchHit(id="1", repo="r", path="\x1b]8;;https://evil/\x07x.py", start_line=1, end_line=2, url="https://h/\x1b[2J", score=1.0, symbol="f\u202e")
@@ -72,7 +72,7 @@ def test_cli_search_prints_escaped_names(tmp_path, capsys, monkeypatch):
 
 def test_cli_error_line_escaped(capsys, tmp_path):
     """An error message naming a hostile argument stays one escaped line on stderr."""
-    from codesense_ray import cli
+    from codesense_ray.app import cli
 
     assert cli.main(["status", "--config", str(tmp_path / "missing\x1b[2J\nx.yaml")]) == 2
     err = capsys.readouterr().err

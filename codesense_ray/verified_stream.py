@@ -227,6 +227,8 @@ class VerifiedStream:
     def feed(self, delta: str) -> str:
         """Add raw model text; return the verified text that may be sent now (often empty)."""
         self.raw += normalise_newlines(delta)
+        if not any(ch.isspace() for ch in delta):
+            return ""  # the stable point only moves at whitespace: nothing new can be released
         cut = stable_cut(self.raw)
         if cut - self._checked < self.every and "\n" not in self.raw[self._checked : cut]:
             return ""

@@ -156,9 +156,9 @@ def _wrap_link(rule, image: bool):
             tok = next((t for t in reversed(state.tokens) if t.type in ("link_open", "image")), None)
             url = tok.attrGet("src" if image else "href") if tok is not None else None
             inline_form = state.src[end - 1] == ")"
-            kind = "image" if image else ("inline" if inline_form else "reference")
-            if image and not inline_form:
-                kind = "image"
+            # A reference-style use (`[x][ref]`, `![x][ref]`, `[ref]`) is a link only while its definition exists;
+            # definitions are removed, so uses stay as text (a later definition must not change earlier text).
+            kind = ("image" if image else "inline") if inline_form else "reference"
             _record(state, kind, start, end, url, (label_start, label_end) if label_end >= 0 else None)
         return ok
 

@@ -26,6 +26,9 @@ import logging
 import re
 from typing import Protocol
 
+from markdown_it.common.html_re import HTML_TAG_RE
+from markdown_it.rules_inline.autolink import AUTOLINK_RE, EMAIL_RE
+
 from codesense_ray.answering.markdown_links import normalise_newlines, parse_blocks, trim_answer
 
 log = logging.getLogger("codesense.stream")
@@ -35,7 +38,6 @@ _HELD_LEAVES = {"fence", "code_block", "html_block", "definition"}
 # A path-like word (as `citations._PATH` sees one): it may still become `path (lines 10-20)` / `path, lines 3-4`.
 _PATH_WORD_RE = re.compile(r"(?<![\w/.:-])(?:[A-Za-z0-9][\w.-]*:)?(?:\.{0,2}/)?(?:[\w.@+-]+/)*[\w.@+-]*[\w-]\.[A-Za-z]\w{0,9}")
 _LINE_SPEC_PREFIX_RE = re.compile(r"[\s,(\-–\dLlinesto]*")
-_TAG_RE = re.compile(r"""<[A-Za-z][A-Za-z0-9-]*(?:\s+[A-Za-z_:][\w.:-]*(?:\s*=\s*(?:[^\s"'=<>`]+|'[^']*'|"[^"]*"))?)*\s*/?>""")
 _ESCAPABLE = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
@@ -105,21 +107,10 @@ def _first_pending(text: str) -> int:
             i = m.end()
             continue
         if ch == "<":
-            for opener, closer in (("<!--", "-->"), ("<?", "?>"), ("<![CDATA[", "]]>"), ("<!", ">")):
-                if text.startswith(opener, i):
-                    end = text.find(closer, i + len(opener))
-                    if end < 0:
-                        return min([*openers, i])
-                    i = end + len(closer)
-                    break
-            else:
-                end = text.find(">", i + 1)
-                if end < 0:
-                    return min([*openers, i])
-                candidate = text[i : end + 1]
-                if ("'" in candidate or '"' in candidate) and not _TAG_RE.fullmatch(candidate):
-                    return min([*openers, i])  # a tag whose quoted attribute may still contain the `>`
-                i = end + 1 if (_TAG_RE.fullmatch(candidate) or " " not in candidate) else i + 1
+            settled = _angle_settled(text, i)
+            if settled is None:
+                return min([*openers, i])
+            i = settled
             continue
         if ch == "[":
             openers.append(i)
@@ -133,6 +124,29 @@ def _first_pending(text: str) -> int:
                 continue
         i += 1
     return openers[0] if openers else -1
+
+
+def _angle_settled(text: str, i: int) -> int | None:
+    """Where scanning continues after the `<` at `i`, or None while later text could still make it a tag/autolink.
+
+    Same precedence as markdown-it: a complete HTML tag/comment/declaration or an autolink is skipped whole (nothing
+    inside it is Markdown); a `<` that cannot start either is literal.
+    """
+    tag = HTML_TAG_RE.match(text, i)
+    if tag:
+        return tag.end()
+    nxt = text[i + 1 : i + 2]
+    if not ((nxt.isascii() and nxt.isalpha()) or nxt in ("/", "!", "?")):
+        return i + 1
+    end = text.find(">", i + 1)
+    if end < 0:
+        return None
+    inner = text[i + 1 : end]
+    if AUTOLINK_RE.search(inner) or EMAIL_RE.search(inner):
+        return end + 1
+    if text.startswith(("<!--", "<?", "<![CDATA["), i) or "'" in inner or '"' in inner:
+        return None  # an open comment, or a quoted attribute value that may still contain the `>`
+    return i + 1
 
 
 def _pending_path(text: str) -> int:
@@ -213,6 +227,8 @@ class VerifiedStream:
     def feed(self, delta: str) -> str:
         """Add raw model text; return the verified text that may be sent now (often empty)."""
         self.raw += normalise_newlines(delta)
+        if not any(ch.isspace() for ch in delta):
+            return ""  # the stable point only moves at whitespace: nothing new can be released
         cut = stable_cut(self.raw)
         if cut - self._checked < self.every and "\n" not in self.raw[self._checked : cut]:
             return ""

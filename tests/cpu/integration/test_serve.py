@@ -121,9 +121,9 @@ def test_ask_returns_verified_answer(app, llm):
 
 
 def test_ask_streams_server_sent_events(app, llm):
-    """"stream": true sends sources, token events (links masked), and the verified answer last."""
+    """"stream": true sends sources, token events (only verified text), and the verified answer last."""
     _, state = llm
-    state["words"] = ["Tokens ", "are ", "checked ", "in ", "`verify_bearer_token` ", "[1] ", "http://leak.example.com/a ", "done."]
+    state["words"] = ["Tokens ", "are ", "checked ", "in ", "`verify_bearer_token` ", "[1] ", "http://leak.example.com/a ", "<HTTPS://LEAK.", "EXAMPLE.COM/b> ", "[do", "cs](//leak.example.com/c) ", "done."]
     with app.stream("POST", "/v1/ask", json={"question": "How are tokens checked?", "stream": True}) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         raw = "".join(r.iter_text())
@@ -131,8 +131,8 @@ def test_ask_streams_server_sent_events(app, llm):
     kinds = [k for k, _ in events]
     assert kinds[0] == "sources" and kinds[-1] == "answer" and "token" in kinds
     streamed = "".join(d["text"] for k, d in events if k == "token")
-    assert "leak.example.com" not in streamed and "verify_bearer_token" in streamed
-    assert "leak.example.com" not in events[-1][1]["answer"]
+    assert "leak.example.com" not in streamed.lower() and "verify_bearer_token" in streamed
+    assert streamed == events[-1][1]["answer"] and "leak.example.com" not in raw.lower()
 
 
 @pytest.mark.parametrize(

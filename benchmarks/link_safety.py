@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codesense_ray.citations import ContextBlock, StreamVerifier, verify_citations  # noqa: E402
-from codesense_ray.verified_stream import VerifiedStream  # noqa: E402
+from codesense_ray.answering.citations import ContextBlock, StreamVerifier, verify_citations  # noqa: E402
+from codesense_ray.answering.verified_stream import VerifiedStream  # noqa: E402
 
 URL = "https://gitlab.example.com/team/payments/-/blob/4f1c2ab/app/auth/jwt.py#L10-42"
 BLOCKS = [ContextBlock(1, "payments", "app/auth/jwt.py", 10, 42, URL, "def verify_token(token): ...", "verify_token", "4f1c2ab")]

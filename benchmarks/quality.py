@@ -1,11 +1,12 @@
 """Retrieval quality on the dev sets, with an ablation of each signal — no LLM in the loop.
 
-    .venv/bin/python benchmarks/quality.py [--sets handwritten issues_payments docstring issues] [--json out.json]
+    .venv/bin/python benchmarks/quality.py [--sets handwritten issues_payments docstring issues bugs] [--json out.json]
 
 Indexes (incrementally, cached under `.codesense/quality/`) the repositories each set needs, runs every
 question once through `Retriever.rank_signals`, then fuses the same signal rankings under each ablation
 (pure RRF, so variants cost nothing extra), aggregates chunks to files, and prints `file_hit@k` / `file_mrr`
-per set and variant. The docstring and issue sets come from `benchmarks/devsets/` (built if missing).
+per set and variant. The docstring, issue and bug sets come from `benchmarks/devsets/` (built if missing);
+the bug set indexes whole repositories (sources, tests, docs) from `<devsets>/bugs.codesense.yaml`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,32 @@ VARIANTS: dict[str, dict[str, float]] = {
     "dense only": {"dense": 1, "sparse": 0, "symbol": 0, "path": 0},
     "sparse only (chunk BM25)": {"dense": 0, "sparse": 1, "symbol": 0, "path": 0},
 }
+ALL = VARIANTS["hybrid (all signals)"]
+# File-level levers on the hybrid fusion: (path signal order, aggregation decay, role prior). The plain
+# variants above use today's path order, the best chunk alone and no prior ("files: best chunk").
+FILE_VARIANTS: dict[str, tuple[str, float, bool]] = {
+    "hybrid, legacy path order (by suffix, then line)": ("legacy", 0.0, False),
+    "hybrid + role prior (tests x0.5, docs x0.6)": ("frames", 0.0, True),
+    "hybrid + file aggregation (decay 0.3)": ("frames", 0.3, False),
+    "hybrid + prior + aggregation (= rank_files)": ("frames", 0.3, True),
+    "legacy path order + prior + aggregation": ("legacy", 0.3, True),
+}
+
+
+def legacy_path_matches(retriever, query: str, repo_ids) -> list[str]:
+    """The path signal before frame ordering: longest suffix match first, then by start line (for the ablation)."""
+    from codesense_ray.lexical import path_suffixes, query_paths
+
+    wanted: dict[str, int] = {}
+    for mentioned in query_paths(query):
+        for depth, suffix in enumerate(path_suffixes(mentioned), start=1):
+            wanted[suffix] = max(wanted.get(suffix, 0), depth)
+    if not wanted:
+        return []
+    matches = retriever._keyword_matches("path_tails", list(wanted), repo_ids, retriever.memory(), ["path_tails", "start_line"])
+    scored = [(max(wanted.get(t, 0) for t in p.get("path_tails") or []), p.get("start_line", 0), pid) for pid, p in matches]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [pid for _, _, pid in scored][: retriever.cfg.candidates]
 
 
 def project_config(name: str) -> Path:
@@ -48,6 +75,11 @@ def project_config(name: str) -> Path:
         if not cfg_path.is_file():
             subprocess.run([sys.executable, str(ROOT / "benchmarks/devsets/build_docstring_set.py"), "--out", str(DEVSETS)], check=True)
             subprocess.run([sys.executable, str(ROOT / "benchmarks/devsets/build_issue_set.py"), "--out", str(DEVSETS)], check=True)
+        return cfg_path
+    if name == "bugs":
+        cfg_path = DEVSETS / "bugs.codesense.yaml"
+        if not cfg_path.is_file():
+            subprocess.run([sys.executable, str(ROOT / "benchmarks/devsets/build_bug_set.py"), "--out", str(DEVSETS)], check=True)
         return cfg_path
     home = WORK / name
     home.mkdir(parents=True, exist_ok=True)
@@ -65,7 +97,7 @@ def project_config(name: str) -> Path:
     return path
 
 
-SET_PROJECT = {"handwritten": "own", "issues_payments": "own", "docstring": "devsets", "issues": "devsets"}
+SET_PROJECT = {"handwritten": "own", "issues_payments": "own", "docstring": "devsets", "issues": "devsets", "bugs": "bugs"}
 
 
 def ensure_index(cfg_path: Path) -> None:
@@ -77,6 +109,7 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     from codesense_ray.config import load_config
     from codesense_ray.evaluation.dataset import load_dataset
     from codesense_ray.evaluation.metrics import gold_ranks, hit_at_k, reciprocal_rank
+    from codesense_ray.file_ranking import ROLE_PRIOR, aggregate_files
     from codesense_ray.fusion import fuse_rankings
     from codesense_ray.services import build_retriever
 
@@ -84,18 +117,30 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     cfg = load_config(cfg_path)
     retriever = build_retriever(cfg)
     data = load_dataset(dataset_path)
-    per_variant: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    per_variant: dict[str, list[dict]] = {v: [] for v in [*VARIANTS, *FILE_VARIANTS]}
     started = time.perf_counter()
     for q in data.questions:
         rankings = retriever.rank_signals(q.question, [q.repo] if q.repo else [])
         retriever._searches += 1  # long-lived: from the second question on, the in-memory index answers
-        ids = list(dict.fromkeys(pid for ids in rankings.values() for pid in ids))
+        legacy = dict(rankings)
+        legacy_path = legacy_path_matches(retriever, q.question, [q.repo] if q.repo else [])
+        legacy.pop("path", None)
+        if legacy_path:
+            legacy["path"] = legacy_path
+        ids = list(dict.fromkeys(pid for r in (rankings, legacy) for ids in r.values() for pid in ids))
         paths = {str(r.id): r.payload["path"] for r in retriever.store.client.retrieve(retriever.store.alias, ids=ids, with_payload=["path"])}
-        for name, weights in VARIANTS.items():
-            fused = fuse_rankings(rankings, weights, cfg.search.rrf_k)
-            files = list(dict.fromkeys(paths[pid] for pid, _ in fused if pid in paths))
+
+        def score(files: list[str]) -> dict:
             ranks = gold_ranks(files, q.gold_files)
-            per_variant[name].append({**{f"file_hit@{k}": hit_at_k(ranks, k) for k in KS}, "file_mrr": reciprocal_rank(ranks)})
+            return {**{f"file_hit@{k}": hit_at_k(ranks, k) for k in KS}, "file_mrr": reciprocal_rank(ranks)}
+
+        for name, weights in VARIANTS.items():
+            fused = fuse_rankings(legacy, weights, cfg.search.rrf_k)
+            per_variant[name].append(score(list(dict.fromkeys(paths[pid] for pid, _ in fused if pid in paths))))
+        for name, (order, decay, prior) in FILE_VARIANTS.items():
+            fused = fuse_rankings(legacy if order == "legacy" else rankings, ALL, cfg.search.rrf_k)
+            ranked = aggregate_files(fused, paths, query=q.question, decay=decay, prior=ROLE_PRIOR if prior else None)
+            per_variant[name].append(score([path for path, _ in ranked]))
     seconds = time.perf_counter() - started
     retriever.store.client.close()
     out = {}

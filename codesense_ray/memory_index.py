@@ -49,7 +49,7 @@ class MemoryIndex:
             for key in self.keywords:
                 for value in rec.payload.get(key) or []:
                     self.keywords[key][value].append(i)
-            self.payloads.append({"def_names": rec.payload.get("def_names") or [], "path_tails": rec.payload.get("path_tails") or [], "symbol": rec.payload.get("symbol"), "start_line": rec.payload.get("start_line", 0)})
+            self.payloads.append({"def_names": rec.payload.get("def_names") or [], "path_tails": rec.payload.get("path_tails") or [], "symbol": rec.payload.get("symbol"), "start_line": rec.payload.get("start_line", 0), "end_line": rec.payload.get("end_line", 0)})
         self.ids = ids
         self.repos = np.array(repos, dtype=object)
         matrix = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)

@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
 
     repos = [{"id": pid, "path": str(base / "repos" / pid)} for pid in args.projects]
     (out / "bugs.codesense.yaml").write_text(
-        yaml.safe_dump({"repositories": repos, "index": {"collection": "bugs"}, "qdrant": {"path": str(out / "bugs-qdrant")}, "tracing": {"backend": "none"}}, sort_keys=False)
+        yaml.safe_dump({"repositories": repos, "index": {"collection": "bugs", "in_process_max_files": 100000}, "qdrant": {"path": str(out / "bugs-qdrant")}, "tracing": {"backend": "none"}}, sort_keys=False)
     )
     digest = hashlib.sha256(args.dataset.read_bytes()).hexdigest()[:12]
     print(f"{len(rows)} questions -> {rel_to_root(args.dataset)} (sha256 {digest}); config {out / 'bugs.codesense.yaml'}", file=sys.stderr)

@@ -22,7 +22,7 @@ from codesense_ray.lexical import _TRACE_FRAME, path_suffixes, query_paths
 
 TEST_DIRS = frozenset({"tests", "test", "testing", "spec", "specs", "__tests__", "testsuite"})
 DOC_DIRS = frozenset({"docs", "doc", "documentation"})
-DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc")
+DOC_SUFFIXES = (".md", ".rst", ".adoc")
 # Multipliers on a file's fused score by its role, unless the question asks for that role.
 ROLE_PRIOR = {"source": 1.0, "test": 0.5, "docs": 0.6}
 # Weight of a file's 2nd, 3rd, ... chunk relative to the one before (0: the best chunk alone decides).

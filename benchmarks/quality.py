@@ -40,30 +40,28 @@ VARIANTS: dict[str, dict[str, float]] = {
 }
 ALL = VARIANTS["hybrid (all signals)"]
 # File-level levers on the hybrid fusion: (path signal order, aggregation decay, role prior). The plain
-# variants above use today's path order, the best chunk alone and no prior ("files: best chunk").
+# variants above use today's path order, the best chunk alone and no prior; `rank_files` adds the role prior.
 FILE_VARIANTS: dict[str, tuple[str, float, bool]] = {
     "hybrid, legacy path order (by suffix, then line)": ("legacy", 0.0, False),
-    "hybrid + role prior (tests x0.5, docs x0.6)": ("frames", 0.0, True),
-    "hybrid + file aggregation (decay 0.3)": ("frames", 0.3, False),
-    "hybrid + prior + aggregation (= rank_files)": ("frames", 0.3, True),
-    "legacy path order + prior + aggregation": ("legacy", 0.3, True),
+    "hybrid, frame path order (innermost source frame, its line)": ("frames", 0.0, False),
+    "hybrid + role prior (tests x0.5, docs x0.6) (= rank_files)": ("legacy", 0.0, True),
+    "hybrid + file aggregation (decay 0.3)": ("legacy", 0.3, False),
+    "frame path order + prior + aggregation": ("frames", 0.3, True),
+    "hybrid + role prior + aggregation": ("legacy", 0.3, True),
 }
 
 
-def legacy_path_matches(retriever, query: str, repo_ids) -> list[str]:
-    """The path signal before frame ordering: longest suffix match first, then by start line (for the ablation)."""
-    from codesense_ray.lexical import path_suffixes, query_paths
+def frame_path_matches(retriever, query: str, repo_ids) -> list[str]:
+    """The path signal ordered by traceback frames (innermost source frame first, its line's chunk first; for the ablation)."""
+    from codesense_ray.file_ranking import order_path_matches, path_mentions
+    from codesense_ray.lexical import path_suffixes
 
-    wanted: dict[str, int] = {}
-    for mentioned in query_paths(query):
-        for depth, suffix in enumerate(path_suffixes(mentioned), start=1):
-            wanted[suffix] = max(wanted.get(suffix, 0), depth)
+    mentions = path_mentions(query)
+    wanted = {suffix for m in mentions for suffix in path_suffixes(m.path)}
     if not wanted:
         return []
-    matches = retriever._keyword_matches("path_tails", list(wanted), repo_ids, retriever.memory(), ["path_tails", "start_line"])
-    scored = [(max(wanted.get(t, 0) for t in p.get("path_tails") or []), p.get("start_line", 0), pid) for pid, p in matches]
-    scored.sort(key=lambda t: (-t[0], t[1]))
-    return [pid for _, _, pid in scored][: retriever.cfg.candidates]
+    matches = retriever._keyword_matches("path_tails", sorted(wanted), repo_ids, retriever.memory(), ["path_tails", "start_line", "end_line"])
+    return order_path_matches(mentions, matches)[: retriever.cfg.candidates]
 
 
 def project_config(name: str) -> Path:
@@ -124,12 +122,13 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     for q in questions:
         rankings = retriever.rank_signals(q.question, [q.repo] if q.repo else [])
         retriever._searches += 1  # long-lived: from the second question on, the in-memory index answers
-        legacy = dict(rankings)
-        legacy_path = legacy_path_matches(retriever, q.question, [q.repo] if q.repo else [])
-        legacy.pop("path", None)
-        if legacy_path:
-            legacy["path"] = legacy_path
-        ids = list(dict.fromkeys(pid for r in (rankings, legacy) for ids in r.values() for pid in ids))
+        legacy = rankings  # today's path signal: longest suffix, then line
+        framed = dict(rankings)
+        frame_path = frame_path_matches(retriever, q.question, [q.repo] if q.repo else [])
+        framed.pop("path", None)
+        if frame_path:
+            framed["path"] = frame_path
+        ids = list(dict.fromkeys(pid for r in (rankings, framed) for ids in r.values() for pid in ids))
         paths = {str(r.id): r.payload["path"] for r in retriever.store.client.retrieve(retriever.store.alias, ids=ids, with_payload=["path"])}
 
         def score(files: list[str]) -> dict:
@@ -140,7 +139,7 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
             fused = fuse_rankings(legacy, weights, cfg.search.rrf_k)
             per_variant[name].append(score(list(dict.fromkeys(paths[pid] for pid, _ in fused if pid in paths))))
         for name, (order, decay, prior) in FILE_VARIANTS.items():
-            fused = fuse_rankings(legacy if order == "legacy" else rankings, ALL, cfg.search.rrf_k)
+            fused = fuse_rankings(legacy if order == "legacy" else framed, ALL, cfg.search.rrf_k)
             ranked = aggregate_files(fused, paths, query=q.question, decay=decay, prior=ROLE_PRIOR if prior else None)
             per_variant[name].append(score([path for path, _ in ranked]))
     seconds = time.perf_counter() - started

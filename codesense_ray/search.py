@@ -15,10 +15,10 @@ from qdrant_client import models
 from codesense_ray.config import SearchConfig
 from codesense_ray.embedding import Embedder
 from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
-from codesense_ray.file_ranking import aggregate_files, frame_functions, order_path_matches, path_mentions
+from codesense_ray.file_ranking import aggregate_files
 from codesense_ray.fusion import fuse_rankings
 from codesense_ray.memory_index import MemoryIndex
-from codesense_ray.lexical import path_suffixes, query_identifiers, query_sparse_vector, split_passages
+from codesense_ray.lexical import path_suffixes, query_identifiers, query_paths, query_sparse_vector, split_passages, traceback_functions
 from codesense_ray.repositories import line_url
 from codesense_ray.store import DENSE, SPARSE, IndexStore
 
@@ -192,17 +192,21 @@ class Retriever:
         return [(str(r.id), r.payload) for r in records]
 
     def path_matches(self, query: str, repo_ids: Sequence[str] = (), mem: MemoryIndex | None = None) -> list[str]:
-        """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`).
+        """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`), longest match first.
 
-        Traceback frames first, innermost source frame before outer ones and before test frames, the chunk
-        holding a frame's line first in its file (`file_ranking.order_path_matches`); then plain mentions.
+        (Ordering by traceback frame depth and role, `file_ranking.order_path_matches`, measured neutral on the
+        bug-report set: see benchmarks/quality.py.)
         """
-        mentions = path_mentions(query)
-        wanted = {suffix for m in mentions for suffix in path_suffixes(m.path)}
+        wanted: dict[str, int] = {}
+        for mentioned in query_paths(query):
+            for depth, suffix in enumerate(path_suffixes(mentioned), start=1):
+                wanted[suffix] = max(wanted.get(suffix, 0), depth)
         if not wanted:
             return []
-        matches = self._keyword_matches("path_tails", sorted(wanted), repo_ids, mem, ["path_tails", "start_line", "end_line"])
-        return order_path_matches(mentions, matches)
+        matches = self._keyword_matches("path_tails", list(wanted), repo_ids, mem, ["path_tails", "start_line"])
+        scored = [(max(wanted.get(t, 0) for t in p.get("path_tails") or []), p.get("start_line", 0), pid) for pid, p in matches]
+        scored.sort(key=lambda t: (-t[0], t[1]))
+        return [pid for _, _, pid in scored]
 
     def symbol_matches(self, query: str, repo_ids: Sequence[str] = (), mem: MemoryIndex | None = None) -> list[str]:
         """Chunks defining a name the query mentions, most specific first.
@@ -212,7 +216,7 @@ class Retriever:
         several mentioned names come first.
         """
         names = query_identifiers(query)
-        frames = frame_functions(query)
+        frames = traceback_functions(query)
         if not names and not frames:
             return []
         lowered = query.lower()
@@ -235,7 +239,7 @@ class Retriever:
 
     def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
         """Files ranked for `query`: chunk hits aggregated to their files (`file_ranking.aggregate_files`:
-        best chunk plus a decaying share of the next ones, tests and docs down-weighted unless asked for)."""
+        tests and docs down-weighted unless the question asks about them; by default the best chunk decides)."""
         hits = self.search(query, k=chunks or max(self.cfg.candidates, k * 5), repo_ids=repo_ids)
         files: dict[tuple[str, str], FileHit] = {}
         for h in hits:

@@ -65,7 +65,8 @@ def test_aggregation_and_prior():
     files = {"a1": ("r", "src/a.py"), "b1": ("r", "src/b.py"), "b2": ("r", "src/b.py"), "t1": ("r", "tests/test_a.py")}
     plain = aggregate_files(fused, files, decay=0.0, prior=None)
     assert [k[1] for k, _ in plain] == ["tests/test_a.py", "src/a.py", "src/b.py"]
-    ranked = aggregate_files(fused, files, query="why does a crash")
+    ranked = aggregate_files(fused, files, query="why does a crash", decay=0.3)
     assert [k[1] for k, _ in ranked] == ["src/b.py", "src/a.py", "tests/test_a.py"]
-    asked = aggregate_files(fused, files, query="which tests cover a?")
+    asked = aggregate_files(fused, files, query="which tests cover a?", decay=0.3)
+    assert [k[1] for k, _ in aggregate_files(fused, files, query="why does a crash")] == ["src/a.py", "src/b.py", "tests/test_a.py"]
     assert asked[0][0][1] == "tests/test_a.py"

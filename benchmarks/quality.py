@@ -1,11 +1,12 @@
 """Retrieval quality on the dev sets, with an ablation of each signal — no LLM in the loop.
 
-    .venv/bin/python benchmarks/quality.py [--sets handwritten issues_payments docstring issues] [--json out.json]
+    .venv/bin/python benchmarks/quality.py [--sets handwritten issues_payments docstring issues bugs] [--json out.json]
 
 Indexes (incrementally, cached under `.codesense/quality/`) the repositories each set needs, runs every
 question once through `Retriever.rank_signals`, then fuses the same signal rankings under each ablation
 (pure RRF, so variants cost nothing extra), aggregates chunks to files, and prints `file_hit@k` / `file_mrr`
-per set and variant. The docstring and issue sets come from `benchmarks/devsets/` (built if missing).
+per set and variant. The docstring, issue and bug sets come from `benchmarks/devsets/` (built if missing);
+the bug set indexes whole repositories (sources, tests, docs) from `<devsets>/bugs.codesense.yaml`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,30 @@ VARIANTS: dict[str, dict[str, float]] = {
     "dense only": {"dense": 1, "sparse": 0, "symbol": 0, "path": 0},
     "sparse only (chunk BM25)": {"dense": 0, "sparse": 1, "symbol": 0, "path": 0},
 }
+ALL = VARIANTS["hybrid (all signals)"]
+# File-level levers on the hybrid fusion: (path signal order, aggregation decay, role prior). The plain
+# variants above use today's path order, the best chunk alone and no prior; `rank_files` adds the role prior.
+FILE_VARIANTS: dict[str, tuple[str, float, bool]] = {
+    "hybrid, legacy path order (by suffix, then line)": ("legacy", 0.0, False),
+    "hybrid, frame path order (innermost source frame, its line)": ("frames", 0.0, False),
+    "hybrid + role prior (tests x0.5, docs x0.6) (= rank_files)": ("legacy", 0.0, True),
+    "hybrid + file aggregation (decay 0.3)": ("legacy", 0.3, False),
+    "frame path order + prior + aggregation": ("frames", 0.3, True),
+    "hybrid + role prior + aggregation": ("legacy", 0.3, True),
+}
+
+
+def frame_path_matches(retriever, query: str, repo_ids) -> list[str]:
+    """The path signal ordered by traceback frames (innermost source frame first, its line's chunk first; for the ablation)."""
+    from codesense_ray.retrieval.file_ranking import order_path_matches, path_mentions
+    from codesense_ray.index.lexical import path_suffixes
+
+    mentions = path_mentions(query)
+    wanted = {suffix for m in mentions for suffix in path_suffixes(m.path)}
+    if not wanted:
+        return []
+    matches = retriever.store.keyword_matches("path_tails", sorted(wanted), repo_ids, ["path_tails", "start_line", "end_line"], 256)
+    return order_path_matches(mentions, matches)[: retriever.cfg.candidates]
 
 
 def project_config(name: str) -> Path:
@@ -48,6 +73,11 @@ def project_config(name: str) -> Path:
         if not cfg_path.is_file():
             subprocess.run([sys.executable, str(ROOT / "benchmarks/devsets/build_docstring_set.py"), "--out", str(DEVSETS)], check=True)
             subprocess.run([sys.executable, str(ROOT / "benchmarks/devsets/build_issue_set.py"), "--out", str(DEVSETS)], check=True)
+        return cfg_path
+    if name == "bugs":
+        cfg_path = DEVSETS / "bugs.codesense.yaml"
+        if not cfg_path.is_file():
+            subprocess.run([sys.executable, str(ROOT / "benchmarks/devsets/build_bug_set.py"), "--out", str(DEVSETS)], check=True)
         return cfg_path
     home = WORK / name
     home.mkdir(parents=True, exist_ok=True)
@@ -65,7 +95,7 @@ def project_config(name: str) -> Path:
     return path
 
 
-SET_PROJECT = {"handwritten": "own", "issues_payments": "own", "docstring": "devsets", "issues": "devsets"}
+SET_PROJECT = {"handwritten": "own", "issues_payments": "own", "docstring": "devsets", "issues": "devsets", "bugs": "bugs"}
 
 
 def ensure_index(cfg_path: Path) -> None:
@@ -77,6 +107,7 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     from codesense_ray.config import load_config
     from codesense_ray.evaluation.dataset import load_dataset
     from codesense_ray.evaluation.metrics import gold_ranks, hit_at_k, reciprocal_rank
+    from codesense_ray.retrieval.file_ranking import ROLE_PRIOR, aggregate_files
     from codesense_ray.retrieval.fusion import fuse_rankings
     from codesense_ray.app.compose import build_retriever
 
@@ -84,35 +115,51 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     cfg = load_config(cfg_path)
     retriever = build_retriever(cfg, long_lived=True)
     data = load_dataset(dataset_path)
-    per_variant: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+    per_variant: dict[str, list[dict]] = {v: [] for v in [*VARIANTS, *FILE_VARIANTS]}
     started = time.perf_counter()
-    for q in data.questions:
+    indexed = set(retriever.repositories())
+    questions = [q for q in data.questions if not q.repo or q.repo in indexed]  # a config may index a subset (--bugs-config)
+    for q in questions:
         rankings = retriever.rank_signals(q.question, [q.repo] if q.repo else [])
-        ids = list(dict.fromkeys(pid for ids in rankings.values() for pid in ids))
+        legacy = rankings  # today's path signal: longest suffix, then line
+        framed = dict(rankings)
+        frame_path = frame_path_matches(retriever, q.question, [q.repo] if q.repo else [])
+        framed.pop("path", None)
+        if frame_path:
+            framed["path"] = frame_path
+        ids = list(dict.fromkeys(pid for r in (rankings, framed) for ids in r.values() for pid in ids))
         paths = {pid: p["path"] for pid, p in retriever.store.payloads(ids).items()}
-        for name, weights in VARIANTS.items():
-            fused = fuse_rankings(rankings, weights, cfg.search.rrf_k)
-            files = list(dict.fromkeys(paths[pid] for pid, _ in fused if pid in paths))
+
+        def score(files: list[str]) -> dict:
             ranks = gold_ranks(files, q.gold_files)
-            per_variant[name].append({**{f"file_hit@{k}": hit_at_k(ranks, k) for k in KS}, "file_mrr": reciprocal_rank(ranks)})
+            return {**{f"file_hit@{k}": hit_at_k(ranks, k) for k in KS}, "file_mrr": reciprocal_rank(ranks)}
+
+        for name, weights in VARIANTS.items():
+            fused = fuse_rankings(legacy, weights, cfg.search.rrf_k)
+            per_variant[name].append(score(list(dict.fromkeys(paths[pid] for pid, _ in fused if pid in paths))))
+        for name, (order, decay, prior) in FILE_VARIANTS.items():
+            fused = fuse_rankings(legacy if order == "legacy" else framed, ALL, cfg.search.rrf_k)
+            ranked = aggregate_files(fused, paths, query=q.question, decay=decay, prior=ROLE_PRIOR if prior else None)
+            per_variant[name].append(score([path for path, _ in ranked]))
     seconds = time.perf_counter() - started
     retriever.store.primary.client.close() if hasattr(retriever.store, "primary") else retriever.store.client.close()
     out = {}
     for name, rows in per_variant.items():
         out[name] = {m: round(sum(r[m] for r in rows) / len(rows), 3) for m in rows[0]}
-    return {"n": len(data.questions), "seconds_per_query": round(seconds / len(data.questions), 3), "variants": out}
+    return {"n": len(questions), "skipped_unindexed": len(data.questions) - len(questions), "seconds_per_query": round(seconds / len(questions), 3), "variants": out}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=list(SET_PROJECT))
     ap.add_argument("--json")
+    ap.add_argument("--bugs-config", type=Path, help="index/evaluate the bug set with this config (e.g. a subset of its repositories)")
     args = ap.parse_args()
     results = {}
     indexed: set[str] = set()
     for name in args.sets:
         project = SET_PROJECT[name]
-        cfg_path = project_config(project)
+        cfg_path = args.bugs_config.resolve() if project == "bugs" and args.bugs_config else project_config(project)
         if project not in indexed:
             ensure_index(cfg_path)
             indexed.add(project)
@@ -122,6 +169,8 @@ def main() -> None:
         print(f"| variant | {' | '.join(f'file_hit@{k}' for k in KS)} | file_mrr |")
         print("|---|" + "---|" * (len(KS) + 1))
         for variant, m in r["variants"].items():
+            if variant == next(iter(FILE_VARIANTS)):
+                print("| *file-level levers (all signals)* |" + " |" * (len(KS) + 1))
             cells = " | ".join(f"{m['file_hit@' + str(k)]:.3f}" for k in KS)
             print(f"| {variant} | {cells} | {m['file_mrr']:.3f} |")
     if args.json:

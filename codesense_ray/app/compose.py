@@ -40,8 +40,8 @@ def build_indexer(cfg: Config, store: IndexStore):
     info = read_model_info(cfg.embedding.model, cfg.embedding.max_seq_length)
     max_tokens = min(cfg.index.max_chunk_tokens, info.max_seq_length)
 
-    def run(tasks: list[dict], collection: str, on_rows) -> None:
-        embed_and_write(cfg, tasks, store, collection, max_tokens, on_rows)
+    def run(tasks: list[dict], collection: str, on_rows, reuse: dict[str, list[float]] | None = None) -> None:
+        embed_and_write(cfg, tasks, store, collection, max_tokens, on_rows, reuse)
 
     return Indexer(cfg, store, info, run)
 

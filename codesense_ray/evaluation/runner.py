@@ -204,7 +204,7 @@ class EvalRunner:
         # One retrieval per question: fused rankings are prefix-stable, so the top chunks and the file
         # ranking both come from the same candidate list.
         hits = self.retriever.search(q.question, k=max(self.candidates, self.depth * 5, self.ks[-1]), repo_ids=repo_ids)
-        files = files_from_hits(hits, self.depth)
+        files = files_from_hits(hits, self.depth, q.question)
         chunks = hits[: self.ks[-1]] if (q.line_spans or (self.judge and not self.full)) else []
         record["retrieval_latency_s"] = round(time.perf_counter() - t0, 4)
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
+from codesense_ray.index.chunk_reuse import ReusableVectors, count_gone, load_reusable_vectors
 from codesense_ray.config import Config
 from codesense_ray.index.embedding import ModelInfo
 from codesense_ray.errors import CodesenseError, IndexingFailed, InvalidConfig, NoRollbackTarget
@@ -137,9 +138,10 @@ IndexGate = Callable[[str], GateVerdictLike]
 
 
 class EmbedAndWrite(Protocol):
-    """Chunks, embeds and writes file tasks into a collection, reporting each written chunk's repo and path."""
+    """Chunks, embeds and writes file tasks into a collection, reporting each written chunk
+    ({"repo_id", "path", "embed_hash", "reused"}); chunks whose reuse key is in `reuse` keep that vector."""
 
-    def __call__(self, tasks: list[dict], collection: str, on_rows: Callable[[list[dict]], None]) -> None: ...
+    def __call__(self, tasks: list[dict], collection: str, on_rows: Callable[[list[dict]], None], reuse: dict[str, list[float]] | None = None) -> None: ...
 
 
 class Indexer:
@@ -187,6 +189,7 @@ class Indexer:
         reports: dict[str, RepoReport] = {}
         tasks: list[dict] = []
         carry_ids: list[str] = []
+        changed_ids: list[str] = []  # old chunks of changed files: their vectors may be reused chunk by chunk
         metas: dict[str, dict] = {}
         for info in selected:
             report = reports[info.id] = RepoReport(info.id, ref=info.ref)
@@ -201,8 +204,11 @@ class Indexer:
             report.files_unchanged, report.files_deleted = len(plan.unchanged), len(plan.deleted)
             for path in plan.unchanged:
                 carry_ids.extend(old[path].chunk_ids)
+            for path in plan.changed:
+                changed_ids.extend(old[path].chunk_ids)
             report.chunks_reused = sum(len(old[p].chunk_ids) for p in plan.unchanged)
-            report.chunks_deleted = sum(len(old[p].chunk_ids) for p in plan.deleted + plan.changed)
+            # Changed files add the old chunks whose embedded text is gone, once the new chunks are known.
+            report.chunks_deleted = sum(len(old[p].chunk_ids) for p in plan.deleted)
             if reuse and not (plan.new or plan.changed or plan.deleted):
                 report.status = "unchanged"
             tasks.extend(self._task(info, path, *files[path]) for path in plan.new + plan.changed)
@@ -226,7 +232,8 @@ class Indexer:
                 # Other repositories (and those whose scan failed) are carried over untouched.
                 carried += self.store.copy_other_repos(live, collection, indexed | set(removed))
                 carried += self.store.copy_points(live, collection, ids=carry_ids)
-            written = self._embed(tasks, collection, reports, on_progress)
+            reusable = load_reusable_vectors(self.store, live, changed_ids) if live and reuse and changed_ids else ReusableVectors()
+            written = self._embed(tasks, collection, reports, on_progress, reusable)
             for rid, meta in metas.items():
                 meta["chunks"] = reports[rid].chunks_reused + reports[rid].chunks_embedded
                 self.store.write_repo_meta(collection, meta)
@@ -336,22 +343,28 @@ class Indexer:
             "indexed_at": time.time(),
         }
 
-    def _embed(self, tasks: list[dict], collection: str, reports: dict[str, RepoReport], on_progress) -> int:
+    def _embed(self, tasks: list[dict], collection: str, reports: dict[str, RepoReport], on_progress, reusable: ReusableVectors) -> int:
         total_files = len(tasks)
-        done_files: set[tuple[str, str]] = set()
+        new_hashes: dict[tuple[str, str], list[str]] = {}
         written = 0
 
         def on_rows(rows: list[dict]) -> None:
             nonlocal written
             written += len(rows)
             for row in rows:
-                reports[row["repo_id"]].chunks_embedded += 1
-                reports[row["repo_id"]].secrets_redacted += int(row.get("redactions", 0))
-                done_files.add((row["repo_id"], row["path"]))
+                report = reports[row["repo_id"]]
+                if row.get("reused"):
+                    report.chunks_reused += 1
+                else:
+                    report.chunks_embedded += 1
+                new_hashes.setdefault((row["repo_id"], row["path"]), []).append(row.get("embed_hash", ""))
+                report.secrets_redacted += int(row.get("redactions", 0))
             if on_progress:
-                on_progress(len(done_files), total_files)
+                on_progress(len(new_hashes), total_files)
 
-        self.embed_and_write(tasks, collection, on_rows)
+        self.embed_and_write(tasks, collection, on_rows, reuse=reusable.by_hash)
+        for rid, report in reports.items():
+            report.chunks_deleted += count_gone({k: v for k, v in reusable.old_hashes.items() if k[0] == rid}, new_hashes)
         return written
 
     def _verify(self, collection: str, expected: int) -> None:

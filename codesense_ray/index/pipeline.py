@@ -13,7 +13,7 @@ import os
 from typing import Callable, Iterator
 
 from codesense_ray.config import Config, resolve_secret
-from codesense_ray.index.stages import ChunkFiles, EmbedChunks, WriteToQdrant, add_sparse_vectors, rows_for_store
+from codesense_ray.index.stages import ChunkFiles, EmbedChunks, WriteToQdrant, add_sparse_vectors, rows_for_store, written_rows
 from codesense_ray.offline import apply_offline_defaults
 from codesense_ray.store.qdrant import IndexStore
 
@@ -50,14 +50,21 @@ def _cuda_available() -> bool:
 
 
 def embed_and_write(
-    cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int, on_rows: Callable[[list[dict]], None]
+    cfg: Config,
+    tasks: list[dict],
+    store: IndexStore,
+    collection: str,
+    max_tokens: int,
+    on_rows: Callable[[list[dict]], None],
+    reuse: dict[str, list[float]] | None = None,
 ) -> None:
     """Chunk, embed and write `tasks` (one row per file) into `collection`.
 
-    `on_rows` receives the {"repo_id", "path"} of every written chunk, for counting and progress.
+    Chunks whose reuse key is in `reuse` keep that stored vector instead of being embedded.
+    `on_rows` receives `written_rows` ({"repo_id", "path", "embed_hash", "reused"}) of every written chunk.
     """
     runner = run_in_process if len(tasks) <= cfg.index.in_process_max_files else run_pipeline
-    for rows in runner(cfg, tasks, store, collection, max_tokens):
+    for rows in runner(cfg, tasks, store, collection, max_tokens, reuse or {}):
         on_rows(rows)
 
 
@@ -66,7 +73,9 @@ def embed_and_write(
 _LOCAL_STAGES: dict[tuple, tuple[ChunkFiles, EmbedChunks]] = {}
 
 
-def run_in_process(cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int) -> Iterator[list[dict]]:
+def run_in_process(
+    cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int, reuse: dict[str, list[float]] | None = None
+) -> Iterator[list[dict]]:
     """The same stages, called directly in this process: for deltas of a few files, starting a Ray cluster
     and its actors costs more than the work (`index.in_process_max_files`)."""
     emb = cfg.embedding
@@ -74,17 +83,24 @@ def run_in_process(cfg: Config, tasks: list[dict], store: IndexStore, collection
     if key not in _LOCAL_STAGES:
         _LOCAL_STAGES[key] = (ChunkFiles(emb.model, max_tokens, cfg.index.min_chunk_tokens, cfg.secrets.redact), EmbedChunks(emb))
     chunker, embedder = _LOCAL_STAGES[key]
-    for i in range(0, len(tasks), PARSE_BATCH):
-        part = tasks[i : i + PARSE_BATCH]
-        chunks = chunker({k: [t[k] for t in part] for k in part[0]})
-        if not chunks["id"]:
-            continue
-        rows = rows_for_store(add_sparse_vectors(embedder(chunks)))
-        store.upsert_rows(collection, rows)
-        yield [_written(r) for r in rows]
+    embedder.reuse = reuse or {}  # per run; the cached stage keeps only the loaded model
+    try:
+        for i in range(0, len(tasks), PARSE_BATCH):
+            part = tasks[i : i + PARSE_BATCH]
+            chunks = chunker({k: [t[k] for t in part] for k in part[0]})
+            if not chunks["id"]:
+                continue
+            batch = add_sparse_vectors(embedder(chunks))
+            rows = rows_for_store(batch)
+            store.upsert_rows(collection, rows)
+            yield written_rows(batch, rows)
+    finally:
+        embedder.reuse = {}
 
 
-def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int) -> Iterator[list[dict]]:
+def run_pipeline(
+    cfg: Config, tasks: list[dict], store: IndexStore, collection: str, max_tokens: int, reuse: dict[str, list[float]] | None = None
+) -> Iterator[list[dict]]:
     import ray
     import ray.data
 
@@ -111,7 +127,7 @@ def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: 
     )
     ds = ds.map_batches(
         EmbedChunks,
-        fn_constructor_kwargs={"cfg": emb.model_dump(), "threads": None if gpu else max(1, cpus // emb.concurrency)},
+        fn_constructor_kwargs={"cfg": emb.model_dump(), "threads": None if gpu else max(1, cpus // emb.concurrency), "reuse": reuse or None},
         batch_size=emb.batch_size * 8,
         compute=ray.data.ActorPoolStrategy(size=emb.concurrency),
         num_gpus=emb.num_gpus if gpu else 0,
@@ -133,16 +149,12 @@ def run_pipeline(cfg: Config, tasks: list[dict], store: IndexStore, collection: 
             num_cpus=0.25,
         )
         for batch in ds.iter_batches(batch_size=cfg.qdrant.write_batch_size, batch_format="numpy"):
-            yield [{"repo_id": str(r), "path": str(p), "redactions": int(n)} for r, p, n in zip(batch["repo_id"], batch["path"], batch["redactions"])]
+            yield written_rows(batch)
     else:
         for batch in ds.iter_batches(batch_size=cfg.qdrant.write_batch_size, batch_format="numpy"):
             rows = rows_for_store(batch)
             store.upsert_rows(collection, rows)
-            yield [_written(r) for r in rows]
+            yield written_rows(batch, rows)
 
 
 
-def _written(row: dict) -> dict:
-    """What the indexer counts for one written chunk (never its text)."""
-    payload = row["payload"]
-    return {"repo_id": payload["repo_id"], "path": payload["path"], "redactions": payload.get("redactions", 0)}

@@ -78,19 +78,45 @@ class ChunkFiles:
 
 
 class EmbedChunks:
-    """chunks → chunks + dense vectors. One model copy per actor; batches are sorted by length inside."""
+    """chunks → chunks + dense vectors. One model copy per actor; batches are sorted by length inside.
 
-    def __init__(self, cfg: EmbeddingConfig | dict, threads: int | None = None) -> None:
-        from codesense_ray.index.embedding import SentenceTransformerEmbedder
+    `reuse` maps reuse keys (`chunk_reuse.embed_hash` of the embedded text) to stored vectors: those chunks
+    keep their vector and only the rest reach the model. The model is loaded on the first chunk that needs
+    it, so a run that reuses everything never loads it. Adds columns `vector`, `embed_hash`, `reused`.
+    """
 
-        cfg = cfg if isinstance(cfg, EmbeddingConfig) else EmbeddingConfig.model_validate(cfg)
-        self.embedder = SentenceTransformerEmbedder(cfg, threads=threads)
+    def __init__(self, cfg: EmbeddingConfig | dict, threads: int | None = None, reuse: dict[str, list[float]] | None = None) -> None:
+        self.cfg = cfg if isinstance(cfg, EmbeddingConfig) else EmbeddingConfig.model_validate(cfg)
+        self.threads = threads
+        self.reuse = reuse or {}
+        self._embedder = None
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from codesense_ray.index.embedding import SentenceTransformerEmbedder
+
+            self._embedder = SentenceTransformerEmbedder(self.cfg, threads=self.threads)
+        return self._embedder
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from codesense_ray.index.chunk_reuse import embed_or_reuse
+
         texts = [str(t) for t in batch["embed_text"]]
         batch = dict(batch)
-        batch["vector"] = self.embedder.embed_documents(texts)
+        batch["vector"], batch["embed_hash"], batch["reused"] = embed_or_reuse(texts, self.reuse, lambda todo: self.embedder.embed_documents(todo))
         return batch
+
+
+def written_rows(batch: dict[str, Any], rows: list[dict] | None = None) -> list[dict[str, Any]]:
+    """What the indexer counts for each written chunk (never its text): repo, path, reuse key, whether the vector
+    was reused, and how many secrets were redacted in it (from `rows`' payloads, or the batch's `redactions`)."""
+    n = len(batch["repo_id"])
+    redactions = [r["payload"].get("redactions", 0) for r in rows] if rows is not None else list(batch.get("redactions", [0] * n))
+    return [
+        {"repo_id": str(r), "path": str(p), "embed_hash": str(h), "reused": bool(u), "redactions": int(x)}
+        for r, p, h, u, x in zip(batch["repo_id"], batch["path"], batch["embed_hash"], batch["reused"], redactions)
+    ]
 
 
 def add_sparse_vectors(batch: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +164,6 @@ class WriteToQdrant:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = rows_for_store(batch)
         self.store.upsert_rows(self.collection, rows)
-        return {
-            "repo_id": [r["payload"]["repo_id"] for r in rows],
-            "path": [r["payload"]["path"] for r in rows],
-            "redactions": [r["payload"].get("redactions", 0) for r in rows],
-        }
+        out = {k: list(batch[k]) for k in ("repo_id", "path", "embed_hash", "reused")}
+        out["redactions"] = [r["payload"].get("redactions", 0) for r in rows]
+        return out

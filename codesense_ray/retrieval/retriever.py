@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from codesense_ray.config import SearchConfig
 from codesense_ray.index.embedding import Embedder
 from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
+from codesense_ray.retrieval.file_ranking import aggregate_files
 from codesense_ray.retrieval.fusion import fuse_rankings
 from codesense_ray.index.lexical import path_suffixes, query_identifiers, query_paths, query_sparse_vector, split_passages, traceback_functions
 from codesense_ray.sources.repositories import line_url
@@ -63,15 +64,21 @@ class FileHit:
     chunks: list[SearchHit] = field(default_factory=list, repr=False)
 
 
-def files_from_hits(hits: Sequence[SearchHit], k: int) -> list[FileHit]:
-    """Chunk hits (best first) aggregated to their files: a file ranks where its best chunk ranks."""
+def files_from_hits(hits: Sequence[SearchHit], k: int, query: str = "") -> list[FileHit]:
+    """Chunk hits (best first) aggregated to their files, ranked by `file_ranking.aggregate_files`: the best
+    chunk's score times a role prior (test and docs files rank below source unless the query asks for them)."""
     files: dict[tuple[str, str], FileHit] = {}
     for h in hits:
         key = (h.repo, h.path)
         if key not in files:
             files[key] = FileHit(repo=h.repo, path=h.path, score=h.score, url=h.url, chunks=[])
         files[key].chunks.append(h)
-    return list(files.values())[:k]
+    ranked = aggregate_files([(h.id, h.score) for h in hits], {h.id: (h.repo, h.path) for h in hits}, query=query)
+    out = []
+    for key, score in ranked[:k]:
+        files[key].score = score
+        out.append(files[key])
+    return out
 
 
 class Retriever:
@@ -162,7 +169,11 @@ class Retriever:
         return [pid for pid, _ in fuse_rankings({str(i): ids for i, ids in enumerate(lists)}, k=self.cfg.rrf_k)][:n]
 
     def path_matches(self, query: str, repo_ids: Sequence[str] = ()) -> list[str]:
-        """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`), longest match first."""
+        """Chunks of files the query names (a traceback frame, `jwt.py`, `app/auth/jwt.py`), longest match first.
+
+        (Ordering by traceback frame depth and role, `file_ranking.order_path_matches`, measured neutral on the
+        bug-report set: see benchmarks/quality.py.)
+        """
         wanted: dict[str, int] = {}
         for mentioned in query_paths(query):
             for depth, suffix in enumerate(path_suffixes(mentioned), start=1):
@@ -204,9 +215,10 @@ class Retriever:
         return top if len(top) <= SYMBOL_MAX_MATCHES else []
 
     def rank_files(self, query: str, k: int = 10, repo_ids: Sequence[str] = (), chunks: int | None = None) -> list[FileHit]:
-        """Files ranked for `query`: chunk hits aggregated to their files (best chunk decides the rank)."""
+        """Files ranked for `query`: chunk hits aggregated to their files (`file_ranking.aggregate_files`:
+        tests and docs down-weighted unless the question asks about them; by default the best chunk decides)."""
         hits = self.search(query, k=chunks or max(self.cfg.candidates, k * 5), repo_ids=repo_ids)
-        return files_from_hits(hits, k)
+        return files_from_hits(hits, k, query)
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         """Lines of an indexed file (None when the path is not indexed for that repository)."""

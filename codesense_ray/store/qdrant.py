@@ -230,6 +230,14 @@ class IndexStore:
             flush(buf)
         return copied
 
+    def dense_points(self, collection: str, ids: Sequence[str], fields: Sequence[str]) -> list[tuple[str, dict, list[float] | None]]:
+        """(id, payload with `fields`, dense vector) of points `ids` of `collection` (chunk-level vector reuse)."""
+        out = []
+        for rec in self.client.retrieve(collection, ids=list(ids), with_payload=list(fields), with_vectors=[DENSE]):
+            vector = (rec.vector or {}).get(DENSE) if isinstance(rec.vector, dict) else rec.vector
+            out.append((str(rec.id), rec.payload, vector))
+        return out
+
     def write_repo_meta(self, collection: str, meta: dict) -> None:
         """A vector-less point per repository: ref, host, root, when indexed (read by status and links)."""
         payload = {**meta, META_KEY: True, "indexed_at": meta.get("indexed_at") or time.time()}

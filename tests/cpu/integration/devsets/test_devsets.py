@@ -22,7 +22,7 @@ import build_issue_set  # noqa: E402
 
 REPO_ROOTS = {"payments": ROOT / "tests" / "fixtures" / "payments-service", "codesense": ROOT}
 DATASETS = sorted(EVAL.glob("*.jsonl"))
-LIBRARY_SETS = {"docstring.jsonl": "docstring.meta.json", "issues.jsonl": "issues.meta.json"}
+LIBRARY_SETS = {"docstring.jsonl": "docstring.meta.json", "issues.jsonl": "issues.meta.json", "bugs.jsonl": "bugs.meta.json"}
 
 
 def _rows(path: Path) -> list[tuple[int, dict]]:

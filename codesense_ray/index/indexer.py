@@ -124,6 +124,33 @@ class IndexSummary:
         }
 
 
+@dataclass
+class RunPlan:
+    """What one index run will do: per repository its report, the files to embed, the chunks to carry."""
+
+    live: str | None
+    compatible: bool  # the live vectors came from this model and schema
+    reuse: bool  # incremental: unchanged files carried, changed files' chunks reusable
+    reports: dict[str, RepoReport] = field(default_factory=dict)
+    tasks: list[dict] = field(default_factory=list)
+    carry_ids: list[str] = field(default_factory=list)
+    changed_ids: list[str] = field(default_factory=list)
+    metas: dict[str, dict] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+    @property
+    def indexed(self) -> set[str]:
+        return {rid for rid, r in self.reports.items() if r.status != "error"}
+
+    @property
+    def nothing_changed(self) -> bool:
+        return bool(self.live and self.reuse and not self.removed and all(self.reports[rid].status == "unchanged" for rid in self.indexed))
+
+    def report_list(self) -> list[RepoReport]:
+        return list(self.reports.values())
+
+
 class GateVerdictLike(Protocol):
     """What the indexer needs of a gate's verdict (`evaluation.gate.GateVerdict`)."""
 
@@ -166,78 +193,97 @@ class Indexer:
         on_progress: Callable[[int, int], None] | None = None,
         gate: IndexGate | None = None,
     ) -> IndexSummary:
-        """Index the selected repositories (all when none given). Raises `IndexingFailed` on a failed write.
+        """Index the selected repositories (all when none given): plan → build → verify → gate → promote.
 
-        Repositories that are in the index but no longer in config are carried over (reported as
-        `stale_repos`) unless `prune` is set: a config that lost its repositories must not wipe the index.
-        When every selected repository fails, nothing is promoted (the live version, if any, keeps serving).
-        With `gate`, the candidate version is evaluated after it is built and verified and before the alias
-        moves; a failing verdict leaves the alias where it was and keeps the candidate (named in the summary).
+        Raises `IndexingFailed` on a failed write (the previous index keeps serving). Repositories that are in
+        the index but no longer in config are carried over (reported as `stale_repos`) unless `prune` is set: a
+        config that lost its repositories must not wipe the index. When every selected repository fails, nothing
+        is promoted. With `gate`, the candidate version is evaluated after it is built and verified and before
+        the alias moves; a failing verdict leaves the alias where it was and keeps the candidate (named in the
+        summary).
         """
         started = time.monotonic()
+        plan = self.plan(repo_ids, full=full, prune=prune)
+        if not plan.indexed:
+            # Every selected repository failed: promoting a version now would serve an empty (first run) or
+            # merely copied index. The summary reports the errors; `ok` is false, so the CLI exits 1.
+            return IndexSummary(plan.live, plan.live, self.store.alias, plan.report_list(), seconds=time.monotonic() - started, stale_repos=plan.stale)
+        if plan.nothing_changed:
+            return self._keep_live(plan.live, plan.reports, plan.metas, started, plan.stale)
+        collection = self.build(plan, on_progress)
+        verdict = gate(collection) if gate is not None else None
+        if verdict is not None and not verdict.passed:
+            # The candidate stays unmarked: never a rollback target, removed by the next run.
+            self._count_totals(plan, collection)
+            return IndexSummary(
+                plan.live, plan.live, self.store.alias, plan.report_list(), removed_repos=plan.removed,
+                seconds=time.monotonic() - started, gate=verdict, candidate=collection,
+            )  # fmt: skip
+        return self.promote(plan, collection, started, verdict)
+
+    def plan(self, repo_ids: Iterable[str] = (), *, full: bool = False, prune: bool = False) -> RunPlan:
+        """Scan the selected repositories and diff them against the live version: what to embed, carry, delete."""
         infos = resolve_repositories(self.cfg)
         if not infos:
             raise InvalidConfig("repositories: the list is empty, nothing to index (the existing index is left as it is)")
-        selected = select_repositories(infos, list(repo_ids)) if repo_ids else infos
+        repo_ids = list(repo_ids)
+        selected = select_repositories(infos, repo_ids) if repo_ids else infos
         live = self.store.live_collection()
         compatible = live is not None and self._compatible(live)
         if live and not compatible:
             # A different embedding model: no stored vector can be reused, so every repository is rebuilt.
             selected, full = infos, True
-        reuse = compatible and not full
-
-        reports: dict[str, RepoReport] = {}
-        tasks: list[dict] = []
-        carry_ids: list[str] = []
-        changed_ids: list[str] = []  # old chunks of changed files: their vectors may be reused chunk by chunk
-        metas: dict[str, dict] = {}
+        plan = RunPlan(live=live, compatible=compatible, reuse=compatible and not full)
         for info in selected:
-            report = reports[info.id] = RepoReport(info.id, ref=info.ref)
-            try:
-                files = self._scan(info, report)
-            except CodesenseError as err:
-                report.status, report.error = "error", str(err)
-                continue
-            old = self.store.manifest(live, info.id) if reuse else {}
-            plan = plan_reindex(old, {path: fhash for path, (fhash, _) in files.items()})
-            report.files_new, report.files_changed = len(plan.new), len(plan.changed)
-            report.files_unchanged, report.files_deleted = len(plan.unchanged), len(plan.deleted)
-            for path in plan.unchanged:
-                carry_ids.extend(old[path].chunk_ids)
-            for path in plan.changed:
-                changed_ids.extend(old[path].chunk_ids)
-            report.chunks_reused = sum(len(old[p].chunk_ids) for p in plan.unchanged)
-            # Changed files add the old chunks whose embedded text is gone, once the new chunks are known.
-            report.chunks_deleted = sum(len(old[p].chunk_ids) for p in plan.deleted)
-            if reuse and not (plan.new or plan.changed or plan.deleted):
-                report.status = "unchanged"
-            tasks.extend(self._task(info, path, *files[path]) for path in plan.new + plan.changed)
-            metas[info.id] = self._meta(info, report)
-
-        indexed = {rid for rid, r in reports.items() if r.status != "error"}
+            self._plan_repository(info, plan)
         gone = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live else []
-        removed = gone if prune and not repo_ids else []
-        stale = [] if removed else gone
-        if not indexed:
-            # Every selected repository failed: promoting a version now would serve an empty (first run) or
-            # merely copied index. The summary reports the errors; `ok` is false, so the CLI exits 1.
-            return IndexSummary(live, live, self.store.alias, list(reports.values()), seconds=time.monotonic() - started, stale_repos=stale)
-        if live and reuse and not removed and all(reports[rid].status == "unchanged" for rid in indexed):
-            return self._keep_live(live, reports, metas, started, stale)
+        plan.removed = gone if prune and not repo_ids else []
+        plan.stale = [] if plan.removed else gone
+        return plan
 
+    def _plan_repository(self, info: RepositoryInfo, plan: RunPlan) -> None:
+        report = plan.reports[info.id] = RepoReport(info.id, ref=info.ref)
+        try:
+            files = self._scan(info, report)
+        except CodesenseError as err:
+            report.status, report.error = "error", str(err)
+            return
+        old = self.store.manifest(plan.live, info.id) if plan.reuse else {}
+        diff = plan_reindex(old, {path: fhash for path, (fhash, _) in files.items()})
+        report.files_new, report.files_changed = len(diff.new), len(diff.changed)
+        report.files_unchanged, report.files_deleted = len(diff.unchanged), len(diff.deleted)
+        for path in diff.unchanged:
+            plan.carry_ids.extend(old[path].chunk_ids)
+        for path in diff.changed:
+            plan.changed_ids.extend(old[path].chunk_ids)  # their vectors may be reused chunk by chunk
+        report.chunks_reused = sum(len(old[p].chunk_ids) for p in diff.unchanged)
+        # Changed files add the old chunks whose embedded text is gone, once the new chunks are known.
+        report.chunks_deleted = sum(len(old[p].chunk_ids) for p in diff.deleted)
+        if plan.reuse and not (diff.new or diff.changed or diff.deleted):
+            report.status = "unchanged"
+        plan.tasks.extend(self._task(info, path, *files[path]) for path in diff.new + diff.changed)
+        plan.metas[info.id] = self._meta(info, report)
+
+    def build(self, plan: RunPlan, on_progress: Callable[[int, int], None] | None = None) -> str:
+        """Fill a new version beside the live one (carry, reuse, embed, metadata) and verify its point count.
+
+        Returns the candidate's collection name. On any failure the partial version is dropped and
+        `IndexingFailed` says the previous index is still serving.
+        """
+        live = plan.live
         collection = self.store.create_version(self.model.dimension)
         try:
             carried = 0
-            if live and compatible:
+            if live and plan.compatible:
                 # Other repositories (and those whose scan failed) are carried over untouched.
-                carried += self.store.copy_other_repos(live, collection, indexed | set(removed))
-                carried += self.store.copy_points(live, collection, ids=carry_ids)
-            reusable = load_reusable_vectors(self.store, live, changed_ids) if live and reuse and changed_ids else ReusableVectors()
-            written = self._embed(tasks, collection, reports, on_progress, reusable)
-            for rid, meta in metas.items():
-                meta["chunks"] = reports[rid].chunks_reused + reports[rid].chunks_embedded
+                carried += self.store.copy_other_repos(live, collection, plan.indexed | set(plan.removed))
+                carried += self.store.copy_points(live, collection, ids=plan.carry_ids)
+            reusable = load_reusable_vectors(self.store, live, plan.changed_ids) if live and plan.reuse and plan.changed_ids else ReusableVectors()
+            written = self._embed(plan.tasks, collection, plan.reports, on_progress, reusable)
+            for rid, meta in plan.metas.items():
+                meta["chunks"] = plan.reports[rid].chunks_reused + plan.reports[rid].chunks_embedded
                 self.store.write_repo_meta(collection, meta)
-            self._verify(collection, expected=carried + written + len(metas))
+            self._verify(collection, expected=carried + written + len(plan.metas))
         except BaseException as err:
             # Leave the alias where it was: the previous version keeps serving. Drop the partial one.
             try:
@@ -247,27 +293,23 @@ class Indexer:
             if isinstance(err, (KeyboardInterrupt, SystemExit)):
                 raise
             raise IndexingFailed(f"index run failed, previous index still serving ({live or 'none'}): {err}") from err
+        return collection
 
-        verdict = gate(collection) if gate is not None else None
-        if verdict is None or verdict.passed:
-            # Verified (and gated): a version that may serve and later be a rollback target. A candidate that
-            # failed its gate stays unmarked, so it is never a rollback target and the next run removes it.
-            self.store.mark_complete(collection)
-        if verdict is not None and not verdict.passed:
-            for rid in indexed:
-                reports[rid].chunks_total = self.store.count_chunks(collection, rid)
-            return IndexSummary(
-                live, live, self.store.alias, list(reports.values()), removed_repos=removed,
-                seconds=time.monotonic() - started, gate=verdict, candidate=collection,
-            )  # fmt: skip
+    def promote(self, plan: RunPlan, collection: str, started: float, verdict: GateVerdictLike | None = None) -> IndexSummary:
+        """Mark the verified (and gated) version complete, move the alias to it atomically, apply retention."""
+        self.store.mark_complete(collection)  # a version that may serve, and later be a rollback target
         previous = self.store.swap_alias(collection)
         partial = self.store.drop_partial_versions()
         dropped = self.store.drop_old_versions(self.cfg.index.retention)
-        for rid in indexed:
-            reports[rid].chunks_total = self.store.count_chunks(collection, rid)
+        self._count_totals(plan, collection)
         return IndexSummary(
-            collection, previous, self.store.alias, list(reports.values()), dropped, removed, time.monotonic() - started, stale, partial, gate=verdict,
+            collection, previous, self.store.alias, plan.report_list(), dropped, plan.removed, time.monotonic() - started, plan.stale, partial,
+            gate=verdict,
         )  # fmt: skip
+
+    def _count_totals(self, plan: RunPlan, collection: str) -> None:
+        for rid in plan.indexed:
+            plan.reports[rid].chunks_total = self.store.count_chunks(collection, rid)
 
     def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float, stale: list[str]) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).

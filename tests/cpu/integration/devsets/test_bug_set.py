@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 EVAL = ROOT / "data" / "eval"
 sys.path.insert(0, str(ROOT / "benchmarks" / "devsets"))
 

@@ -93,14 +93,35 @@ def build_retriever(cfg: Config, store: VectorStore | None = None, *, long_lived
     return Retriever(query_store(cfg, store, long_lived=long_lived), SentenceTransformerEmbedder(cfg.embedding), cfg.search)
 
 
-def build_answerer(cfg: Config, retriever=None, *, generator=None, tracer=None):
-    """A `RagAnswerer` with the configured generator, prompt registry and tracer (each overridable)."""
+#: `build_answerer(generator=CONFIGURED)`: build the generator `generator.backend` names (None is a valid
+#: generator: the extractive answer, so it cannot mean "not given").
+CONFIGURED = object()
+
+
+def build_serve_retriever(cfg: Config, wrap_embedder=None):
+    """The Serve retriever replica's `Retriever`: long-lived (in-memory replica on embedded Qdrant), and unlike
+    `build_retriever` it does not require an index yet — the app starts, and answers 503 until one exists."""
+    from codesense_ray.index.embedding import SentenceTransformerEmbedder
+    from codesense_ray.retrieval.retriever import Retriever
+
+    embedder = SentenceTransformerEmbedder(cfg.embedding)
+    if wrap_embedder is not None:
+        embedder = wrap_embedder(embedder)
+    return Retriever(query_store(cfg, open_store(cfg), long_lived=True), embedder, cfg.search)
+
+
+def build_answerer(cfg: Config, retriever=None, *, generator=CONFIGURED, tracer=None):
+    """A `RagAnswerer` with the configured generator, prompt registry and tracer (each overridable).
+
+    The CLI passes nothing (everything in-process); the Serve ingress passes handles to the retriever and
+    generator deployments, so both build the same answerer from the same `codesense.yaml`.
+    """
     from codesense_ray.answering.answerer import RagAnswerer
     from codesense_ray.answering.generators.base import build_generator
     from codesense_ray.answering.prompts.registry import build_prompt_registry
     from codesense_ray.answering.tracing import build_tracer
 
     retriever = retriever or build_retriever(cfg)
-    generator = generator if generator is not None else build_generator(cfg.generator, cfg.home)
+    generator = build_generator(cfg.generator, cfg.home) if generator is CONFIGURED else generator
     tracer = tracer or build_tracer(cfg.tracing, cfg.home)
     return RagAnswerer(retriever, generator, build_prompt_registry(cfg.prompts, cfg.home), tracer, cfg.answer)

@@ -49,7 +49,9 @@ class RetrieverHandle:
 def make_api(auth_token: str | None = "tok-123", *, ready: bool = True, max_query_chars: int = 4000):
     """The real `create_api` (middleware, validation, routes) over in-process handles."""
     from codesense_ray.answering.answerer import RagAnswerer
-    from codesense_ray.app.serve.app import Metrics, _HandleRetriever, create_api
+    from codesense_ray.app.serve.deployments import _HandleRetriever
+    from codesense_ray.app.serve.http import create_api
+    from codesense_ray.app.serve.metrics import Metrics
 
     handle = RetrieverHandle(ready)
     answerer = RagAnswerer(_HandleRetriever(handle), None, _prompts())

@@ -104,7 +104,7 @@ def test_auth_off_keeps_details(client_factory):
 def test_ingress_refuses_missing_token():
     """The ingress itself refuses to build when auth is configured but no token reached it."""
     from codesense_ray.errors import CodesenseError
-    from codesense_ray.app.serve.app import Ingress
+    from codesense_ray.app.serve.deployments import Ingress
 
     with pytest.raises(CodesenseError, match="CS_TOKEN_Z"):
         Ingress(None, None, {"serve": {"auth_token_env": "CS_TOKEN_Z"}, "tracing": {"backend": "none"}}, auth_token="")

@@ -44,7 +44,7 @@ _LINES = (
     r"|\s*\(\s*(?:lines?|L)\s*(?P<s2>\d+)(?:\s*(?:-|–|to)\s*L?(?P<e2>\d+))?\s*\)"
     r"|,?\s+lines?\s+(?P<s3>\d+)(?:\s*(?:-|–|to)\s*(?P<e3>\d+))?)"
 )
-_PATH_RE = re.compile(r"(?<![\w/.:-])" + _PATH + _LINES + r"(?![\w])")
+_PATH_RE = re.compile(r"(?<![\w/.:@+-])" + _PATH + _LINES + r"(?![\w])")
 _ANCHOR_RE = re.compile(r"^(?:L(?P<s>\d+)(?:-L?(?P<e>\d+))?|lines-(?P<s2>\d+)(?::(?P<e2>\d+))?)$")
 
 

@@ -22,7 +22,6 @@ PER_TARGET_TIMEOUT_S = 180  # all inputs of one target; a catastrophic pattern n
 
 # Owned by the links/citations hardening (issue 8, items 1-2): `citations._PATH_RE` is super-linear on
 # runs of path characters ("a+" * 5000 already takes seconds). Kept here so the fix shows up as XPASS.
-KNOWN_SLOW = {"verify_citations": 20}
 
 
 def _run(target: str, timeout: float) -> subprocess.CompletedProcess:
@@ -31,7 +30,7 @@ def _run(target: str, timeout: float) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", [t for t in TARGETS if t not in KNOWN_SLOW])
+@pytest.mark.parametrize("target", TARGETS)
 def test_target_is_linear_on_adversarial_inputs(target):
     """Each target finishes every adversarial 200k-character input, none taking catastrophically long."""
     try:
@@ -41,15 +40,6 @@ def test_target_is_linear_on_adversarial_inputs(target):
         pytest.fail(f"{target}: still running after {PER_TARGET_TIMEOUT_S}s; last finished inputs:\n{out[-800:]}")
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-800:]
     assert sum(line.startswith(f"{target} ") for line in proc.stdout.splitlines()) == len(INPUTS)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(reason="citations._PATH_RE backtracks super-linearly (owned by the links hardening)", strict=False)
-@pytest.mark.parametrize("target", sorted(KNOWN_SLOW))
-def test_known_slow_target(target):
-    """Known super-linear target: fails (xfail) until its pattern is fixed."""
-    proc = _run(target, KNOWN_SLOW[target])
-    assert proc.returncode == 0
 
 
 def test_benchmark_covers_the_query_parsers():

@@ -47,7 +47,7 @@ def run_edit(tmp_path: Path, in_process_max_files: int):
     (repo / "README.md").write_text("# Ledger\n\nSettles suspense entries into account ledgers.\n")
     write_config(tmp_path, [{"id": "ledger", "path": "ledger"}], index={"in_process_max_files": in_process_max_files})
     cfg = load_config(tmp_path / "codesense.yaml")
-    store = IndexStore(open_client(cfg), cfg.index.collection)
+    store = IndexStore(open_client(cfg), cfg.index.collection, embedded=not cfg.qdrant.url)
     indexer = build_indexer(cfg, store)
     first = indexer.run()
     before = {stored_embed_hash(p.payload): p for p in points(store, "ledger.py")}

@@ -122,7 +122,7 @@ class IndexEnv:
         from codesense_ray.store.qdrant import IndexStore, open_client
 
         cfg = load_config(self.root / "codesense.yaml")
-        store = IndexStore(open_client(cfg), cfg.index.collection)
+        store = IndexStore(open_client(cfg), cfg.index.collection, embedded=not cfg.qdrant.url)
         return cfg, store, build_indexer(cfg, store)
 
     def index(self, **kwargs):

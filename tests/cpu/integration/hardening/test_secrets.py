@@ -146,7 +146,7 @@ def test_index_search_and_ask_never_see_secrets(tmp_path):
     from codesense_ray.store.qdrant import IndexStore, open_client
 
     cfg = load_config(tmp_path / "codesense.yaml")
-    store = IndexStore(open_client(cfg), cfg.index.collection)
+    store = IndexStore(open_client(cfg), cfg.index.collection, embedded=not cfg.qdrant.url)
     try:
         chunks = [p.payload for p in store.scroll(store.live_collection()) if not p.payload.get("_meta")]
     finally:

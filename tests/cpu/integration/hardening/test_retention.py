@@ -23,8 +23,8 @@ env.root = __import__("pathlib").Path(sys.argv[1])
 cfg, store, indexer = env.open()
 real = indexer.embed_and_write
 
-def write_then_die(tasks, collection, on_rows):
-    real(tasks[:1], collection, on_rows)
+def write_then_die(tasks, collection, on_rows, **kwargs):
+    real(tasks[:1], collection, on_rows, **kwargs)
     os._exit(9)
 
 indexer.embed_and_write = write_then_die

@@ -53,7 +53,7 @@ RUN pip install "torch==${TORCH_VERSION}" ${TORCH_INDEX_URL:+--index-url "$TORCH
 COPY --chown=1000:100 jobs ./jobs
 COPY --chown=1000:100 kfp_wrappers ./kfp_wrappers
 COPY --chown=1000:100 serve_configs ./serve_configs
-COPY --chown=1000:100 codesense.yaml ./codesense.yaml
+COPY --chown=1000:100 codesense.yaml gates.yaml gates-model.yaml ./
 # `codesense explain` reads its concepts from the docs (one source with docs/).
 COPY --chown=1000:100 docs ./docs
 RUN mkdir -p /app/data/raw /app/.codesense

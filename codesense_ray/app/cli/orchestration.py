@@ -12,23 +12,11 @@ one-line messages and exit codes.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from functools import partial
-from typing import Any
+
+from codesense_ray.app.cli.common import emit as _emit, load_config_from_args as _load
 
 
-def _emit(args: argparse.Namespace, payload: Any, human) -> None:
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    else:
-        human()
-
-
-def _load(args: argparse.Namespace):
-    from codesense_ray.config import load_config
-
-    return load_config(args.config)
 
 
 # --- converge -------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any
 
+from codesense_ray.app.cli.common import load_config_from_args as _load
+
 from codesense_ray.app.cli.common import emit, positive_int
 
 
@@ -76,11 +78,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     m.add_argument("--to", type=positive_int, default=None, metavar="VERSION", help="roll back to this version")
     m.set_defaults(handler=cmd_models_rollback)
 
-
-def _load(args: argparse.Namespace):
-    from codesense_ray.config import load_config
-
-    return load_config(args.config)
 
 
 def _registry(cfg):

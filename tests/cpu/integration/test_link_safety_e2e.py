@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 
 import httpx
 import pytest
 
+from tests.serving import running_serve
 from tests.conftest import CODESENSE_BIN, PAYMENTS, write_config
 
 pytestmark = pytest.mark.slow
@@ -82,41 +81,13 @@ def test_cli_json_answer_has_no_foreign_link(poisoned):
     assert doc["citations"]["invalid"] and "[unverified reference removed]" in doc["answer"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def served(poisoned):
     """`codesense serve` on the poisoned index (extractive generator, as on the embedded default)."""
     project, env, cfg = poisoned
-    port = _free_port()
-    log = open(project / "serve.log", "w")  # a file, not a pipe: an unread pipe would block the server
-    proc = subprocess.Popen([CODESENSE_BIN, "serve", "--config", cfg, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError((project / "serve.log").read_text()[-3000:])
-            time.sleep(1)
-        else:
-            raise AssertionError("codesense serve did not become healthy: " + (project / "serve.log").read_text()[-3000:])
+    with running_serve(cfg, env, project, timeout_s=240) as base:
         yield httpx.Client(base_url=base, timeout=120)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_serve_json_answer_has_no_foreign_link(served):

@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from tests.cpu.integration.answering.fake_servers import openai_route, start
 from tests.conftest import CODESENSE_BIN, write_config
+from tests.serving import running_serve
 
 pytestmark = pytest.mark.slow
 TOKEN = "s3cret-test-token"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,30 +49,8 @@ def app(tmp_path_factory, llm):
     env = dict(os.environ, CODESENSE_HOME=str(project / ".codesense"), CODESENSE_TEST_TOKEN=TOKEN)
     cfg = str(project / "codesense.yaml")
     subprocess.run([CODESENSE_BIN, "index", "--config", cfg, "--no-progress"], check=True, env=env, capture_output=True, timeout=600)
-    port = _free_port()
-    log = open(project / "serve.log", "w")  # a file, not a pipe: an unread pipe would block the server
-    proc = subprocess.Popen([CODESENSE_BIN, "serve", "--config", cfg, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError((project / "serve.log").read_text()[-3000:])
-        time.sleep(1)
-    else:
-        proc.terminate()
-        raise AssertionError("codesense serve did not become healthy: " + (project / "serve.log").read_text()[-3000:])
-    yield httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_serve(cfg, env, project, timeout_s=240) as base:
+        yield httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
 
 def test_healthz_reports_index_without_auth(app):

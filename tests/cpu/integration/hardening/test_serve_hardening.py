@@ -5,24 +5,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
 
+from tests.serving import running_serve
 from tests.conftest import CODESENSE_BIN, write_config
 
 pytestmark = pytest.mark.slow
 TOKEN = "hardening-token-42"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +38,8 @@ def base(tmp_path_factory):
     env = dict(os.environ, CODESENSE_HOME=str(project / ".codesense"), CODESENSE_HARDENING_TOKEN=TOKEN)
     cfg = str(project / "codesense.yaml")
     subprocess.run([CODESENSE_BIN, "index", "--config", cfg, "--no-progress"], check=True, env=env, capture_output=True, timeout=900)
-    port = _free_port()
-    log = open(project / "serve.log", "w")
-    proc = subprocess.Popen([CODESENSE_BIN, "serve", "--config", cfg, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError((project / "serve.log").read_text()[-3000:])
-        time.sleep(1)
-    else:
-        proc.terminate()
-        raise AssertionError("codesense serve did not become healthy: " + (project / "serve.log").read_text()[-3000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_serve(cfg, env, project, timeout_s=300) as url:
+        yield url
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.cpu.integration.answering.fake_servers import openai_route, start
+from tests.serving import running_serve
 from tests.conftest import CODESENSE_BIN, PAYMENTS, write_config
 from tests.cpu.integration.evaluation.judge_server import JudgeServer
 
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 TOKEN = "monitor-test-token"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(client: httpx.Client) -> dict[str, float]:
@@ -76,31 +70,9 @@ def served(tmp_path_factory):
     env.pop("MLFLOW_TRACKING_URI", None)
     cfg = str(project / "codesense.yaml")
     subprocess.run([CODESENSE_BIN, "index", "--config", cfg, "--no-progress"], check=True, env=env, capture_output=True, timeout=600)
-    port = free_port()
-    log = open(project / "serve.log", "w")  # a file, not a pipe: an unread pipe would block the server
-    proc = subprocess.Popen([CODESENSE_BIN, "serve", "--config", cfg, "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError((project / "serve.log").read_text()[-3000:])
-        time.sleep(1)
-    else:
-        proc.terminate()
-        raise AssertionError("codesense serve did not become healthy: " + (project / "serve.log").read_text()[-3000:])
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-    yield App(client, project, env, cfg, judge, llm_state)
-    client.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with running_serve(cfg, env, project, timeout_s=300) as base:
+        client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        yield App(client, project, env, cfg, judge, llm_state)
+        client.close()
     judge.stop()
     llm.stop()

@@ -13,7 +13,7 @@ from codesense_ray.evaluation.runner import EvalRunner, run_evaluation
 from codesense_ray.answering.generators.base import GeneratorError
 from eval_fakes import FakeAnswerer, FakeRetriever
 
-INDEX = {("payments", "app/auth/jwt.py"): 169, ("payments", "app/auth/permissions.py"): 99, ("payments", "README.md"): 40, ("docs", "guide.md"): 12}
+INDEX = {("payments", "app/auth/jwt.py"): 169, ("payments", "app/auth/permissions.py"): 99, ("payments", "app/main.py"): 40, ("docs", "guide.md"): 12}
 
 
 def dataset(tmp_path: Path, rows: list[dict]):
@@ -26,7 +26,7 @@ ROWS = [
     # Gold at file rank 2, line span hit by the chunk at rank 3.
     {"id": "a", "question": "qa", "repo": "payments", "gold": [{"path": "app/auth/jwt.py", "start_line": 78, "end_line": 110}]},
     # Two gold files at ranks 1 and 3; no lines.
-    {"id": "b", "question": "qb", "repo": "payments", "gold": [{"path": "app/auth/permissions.py"}, {"path": "./README.md"}]},
+    {"id": "b", "question": "qb", "repo": "payments", "gold": [{"path": "app/auth/permissions.py"}, {"path": "./app/main.py"}]},
     # Gold file not in the index: warned, counted, scored as a miss.
     {"id": "c", "question": "qc", "repo": "payments", "gold": [{"path": "app/missing.py"}]},
     # Repository not indexed.
@@ -38,13 +38,13 @@ def retriever() -> FakeRetriever:
     return FakeRetriever(
         index=INDEX,
         files={
-            "qa": [("payments", "README.md", 0.9), ("payments", "app/auth/jwt.py", 0.8), ("payments", "app/auth/permissions.py", 0.1)],
-            "qb": [("payments", "app/auth/permissions.py", 0.9), ("payments", "app/auth/jwt.py", 0.5), ("payments", "README.md", 0.4)],
-            "qc": [("payments", "README.md", 0.9)],
+            "qa": [("payments", "app/main.py", 0.9), ("payments", "app/auth/jwt.py", 0.8), ("payments", "app/auth/permissions.py", 0.1)],
+            "qb": [("payments", "app/auth/permissions.py", 0.9), ("payments", "app/auth/jwt.py", 0.5), ("payments", "app/main.py", 0.4)],
+            "qc": [("payments", "app/main.py", 0.9)],
         },
         chunks={
             "qa": [
-                ("payments", "README.md", 1, 20, 0.9),
+                ("payments", "app/main.py", 1, 20, 0.9),
                 ("payments", "app/auth/jwt.py", 1, 50, 0.8),  # same file, lines before the gold span
                 ("payments", "app/auth/jwt.py", 100, 140, 0.7),  # overlaps 78-110
             ]
@@ -72,7 +72,7 @@ def test_retrieval_only_metrics_and_records(tmp_path):
     by_id = {x["id"]: x for x in report.results}
     assert by_id["a"]["first_gold_rank"] == 2 and by_id["a"]["first_chunk_rank"] == 3
     assert [f["gold"] for f in by_id["a"]["files"]] == [False, True, False]
-    assert by_id["b"]["gold_ranks"] == {"app/auth/permissions.py": 1, "README.md": 3}
+    assert by_id["b"]["gold_ranks"] == {"app/auth/permissions.py": 1, "app/main.py": 3}
     assert by_id["d"]["error"] == "repository not indexed"
     # One retrieval per question: files and chunks both come from the same candidate list.
     assert [c for c in r.calls if c[1] == "qa"] == [("search", "qa", 50)]
@@ -98,7 +98,7 @@ def test_full_mode_citation_metrics(tmp_path):
     """citation_valid is the share over all citations of the run, citation_gold the share of answers citing gold; a failed answer is recorded."""
     answerer = FakeAnswerer(
         {
-            "qa": ("jwt [1] readme [2]", [("payments", "app/auth/jwt.py"), ("payments", "README.md")], 1),  # 2 valid, 1 invalid, cites gold
+            "qa": ("jwt [1] main [2]", [("payments", "app/auth/jwt.py"), ("payments", "app/main.py")], 1),  # 2 valid, 1 invalid, cites gold
             "qb": ("jwt only [1]", [("payments", "app/auth/jwt.py")], 0),  # 1 valid, misses gold
             "qc": GeneratorError("openai", "HTTP 502: bad gateway", 502),
         }
@@ -140,7 +140,7 @@ def test_run_evaluation_writes_files_and_logs_mlflow(tmp_path, monkeypatch, mlfl
     monkeypatch.setenv("CODESENSE_HOME", str(tmp_path / "home"))
     cfg = config_from_dict({"repositories": [{"id": "payments", "path": "p"}]}, base_dir=tmp_path)
     ds = dataset(tmp_path, ROWS[:2])
-    answerer = FakeAnswerer({"qa": ("a [1]", [("payments", "app/auth/jwt.py")], 0), "qb": ("b [1]", [("payments", "README.md")], 0)})
+    answerer = FakeAnswerer({"qa": ("a [1]", [("payments", "app/auth/jwt.py")], 0), "qb": ("b [1]", [("payments", "app/main.py")], 0)})
     outcome = run_evaluation(cfg, ds, ks=[1, 3], retriever=retriever(), answerer=answerer, output_dir=tmp_path / "out")
 
     out = tmp_path / "out"

@@ -125,7 +125,15 @@ def canary_evaluator(cfg: Any, dep: DeploymentConfig) -> Evaluator | None:
         canary_cfg = config_from_dict(data, cfg.base_dir, source="canary evaluation config")
         dataset = load_dataset(cfg.resolve_path(c.eval_dataset))
         rules = load_gates(cfg.resolve_path(c.eval_gate))
-        outcome = run_evaluation(canary_cfg, dataset, log_mlflow=False)
+        from codesense_ray.answering.tracing import NoopTracer
+        from codesense_ray.app.compose import build_answerer, build_retriever
+
+        retriever = build_retriever(canary_cfg, long_lived=True)
+        try:
+            answerer = build_answerer(canary_cfg, retriever, tracer=NoopTracer())
+            outcome = run_evaluation(canary_cfg, dataset, log_mlflow=False, retriever=retriever, answerer=answerer)
+        finally:
+            retriever.store.client.close()  # embedded Qdrant: release the lock for the next step
         failures = check_gates(outcome.report.metrics, rules)
         if failures:
             return False, "evaluation: " + "; ".join(f.message() for f in failures)

@@ -112,6 +112,8 @@ class ConversationRetriever:
         return self.inner.search(f"{self.context}\n{query}" if self.context else query, k=k, repo_ids=repo_ids)
 
     def __getattr__(self, name: str) -> Any:  # file_line_count, rank_files, ...: unchanged
+        if name == "inner" or name.startswith("__"):
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

@@ -11,6 +11,7 @@ like a sidecar that sees every request without the app knowing:
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -47,6 +48,8 @@ class TimedEmbedder:
         self._local = threading.local()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner" or name.startswith("__"):  # copy/pickle probes before __init__ ran: no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def embed_queries(self, texts):
@@ -89,6 +92,8 @@ class _InstrumentedRetriever:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner" or name.startswith("__"):  # copy/pickle probes before __init__ ran: no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def search(self, query: str, k: int | None = None, repo_ids=()):
@@ -115,6 +120,8 @@ class _InstrumentedGenerator:
         self.metrics = metrics
 
     def __getattr__(self, name: str) -> Any:
+        if name == "inner" or name.startswith("__"):  # copy/pickle probes before __init__ ran: no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     @property
@@ -168,7 +175,21 @@ class _MonitoredAnswerer:
         self.inner = inner
         self.monitor = monitor
 
+    def __copy__(self) -> "_MonitoredAnswerer":
+        # A per-request variant (the chat route scopes retrieval to a conversation) gets its own inner answerer.
+        return type(self)(copy.copy(self.inner), self.monitor)
+
+    @property
+    def retriever(self) -> Any:
+        return self.inner.retriever
+
+    @retriever.setter
+    def retriever(self, value: Any) -> None:
+        self.inner.retriever = value
+
     def __getattr__(self, name: str) -> Any:
+        if name == "inner" or name.startswith("__"):  # copy/pickle probes before __init__ ran: no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
     def ask(self, question: str, k: int | None = None, repo_ids=()):

@@ -159,3 +159,19 @@ def test_stream_error_is_an_openai_error_event_without_done():
 
     out = _decode(stream_chunks(events(), "codesense", lambda a: None, lambda e: {"error": {"type": "X", "message": str(e)}}))
     assert out[-1] == {"error": {"type": "X", "message": "model down"}}
+
+
+def test_scoped_answerer_of_a_monitored_answerer_is_a_separate_copy():
+    """The Serve ingress's monitored answerer can be scoped per conversation: no recursion, original untouched."""
+    from types import SimpleNamespace
+
+    from codesense_ray.app.serve.chat import ConversationRetriever, scoped_answerer
+    from codesense_ray.app.serve.instrumentation import _MonitoredAnswerer
+
+    inner = SimpleNamespace(retriever=SimpleNamespace(search=lambda q, k=None, repo_ids=(): [q]), tracer=None)
+    monitored = _MonitoredAnswerer(inner, monitor=SimpleNamespace())
+    scoped = scoped_answerer(monitored, "earlier question")
+    assert isinstance(scoped, _MonitoredAnswerer) and scoped is not monitored
+    assert isinstance(scoped.retriever, ConversationRetriever)
+    assert scoped.retriever.search("now?") == ["earlier question\nnow?"]
+    assert monitored.retriever is inner.retriever and not isinstance(monitored.retriever, ConversationRetriever)

@@ -19,7 +19,7 @@ PROMPT = [{"role": "system", "content": "Answer from the context; cite blocks as
 
 
 @pytest.mark.slow
-def test_train_on_ray_lowers_loss_registers_challenger_and_changes_output(tmp_path, gemma_models_dir):
+def test_train_on_ray_lowers_loss_registers_challenger_and_changes_output(tmp_path, gemma_models_dir, monkeypatch):
     """Loss on a fixed probe batch is lower after 6 steps than before; checkpoints at steps 3 and 6; version 1 has
     alias challenger; the registered adapter (base + LoRA through the local generator) changes the next-token logits."""
     import torch

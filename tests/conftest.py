@@ -38,3 +38,14 @@ def project(tmp_path: Path, monkeypatch) -> Path:
     shutil.copytree(PAYMENTS, tmp_path / "payments")
     write_config(tmp_path, [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}])
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_env_does_not_leak():
+    """`mlflow.set_tracking_uri` exports MLFLOW_TRACKING_URI: restore it after each test so none leaks into the next."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before

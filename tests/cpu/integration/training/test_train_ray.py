@@ -41,6 +41,9 @@ def test_train_on_ray_lowers_loss_registers_challenger_and_changes_output(tmp_pa
     assert m["flavour"] == "lora" and m["tokens_per_s"] > 0 and m["peak_memory_mb"] > 100
     assert doc["version"] == 1 and doc["model"] == "codesense-student"
 
+    # mlflow.set_tracking_uri (earlier tests in this process) exports MLFLOW_TRACKING_URI; the train subprocess ran
+    # without it, so resolve the registry the same way here.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     os.environ["CODESENSE_HOME"] = str(home)  # the generator resolves the registry under this home
     try:
         base = build_generator(GeneratorConfig(backend="local", device="cpu", temperature=0.0, max_new_tokens=8), home)

@@ -8,7 +8,7 @@ import pytest
 
 from codesense_ray.app.cli.main import main
 from codesense_ray.training.data import InvalidTrainingData, load_examples
-from conftest import chat_row, write_dataset
+from tests.cpu.integration.training.conftest import chat_row, write_dataset
 from tests.conftest import write_config
 
 

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import link_models, write_dataset
+from tests.cpu.integration.training.conftest import link_models, write_dataset
 from tests.conftest import CODESENSE_BIN, write_config
 
 TRAIN = {"max_steps": 6, "batch_size": 4, "max_seq_length": 48, "learning_rate": 1e-3, "checkpoint_every": 3, "cpus_per_worker": 1}

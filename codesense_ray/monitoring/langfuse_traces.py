@@ -18,7 +18,6 @@ per window (roots, their children, the scores), never one per trace. Any HTTP er
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codesense_ray.errors import InvalidConfig, ServiceError, ServiceUnreachable
+from codesense_ray.monitoring.traces import as_json_value
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,6 @@ def langfuse_settings(cfg: Any, what: str) -> tuple[str, str, str]:
     return t.langfuse_host, resolve_secret(t.langfuse_public_key_env) or "", resolve_secret(t.langfuse_secret_key_env) or ""
 
 
-def parse_value(value: Any) -> Any:
-    """Langfuse returns input, output and metadata values as strings: JSON when they were JSON, else the text."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc)
 
@@ -78,16 +68,16 @@ class LangfuseTrace:
 
     @property
     def inputs(self) -> dict[str, Any]:
-        value = parse_value(self.root.input)
+        value = as_json_value(self.root.input)
         return value if isinstance(value, dict) else {}
 
     @property
     def outputs(self) -> Any:
-        return parse_value(self.root.output)
+        return as_json_value(self.root.output)
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return {k: parse_value(v) for k, v in (self.root.metadata or {}).items()}
+        return {k: as_json_value(v) for k, v in (self.root.metadata or {}).items()}
 
     @property
     def error(self) -> str | None:

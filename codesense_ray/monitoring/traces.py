@@ -52,7 +52,9 @@ def is_sourced(answer: str | None) -> bool:
     return bool(answer and _SOURCE_LINE.search(answer))
 
 
-def _as_obj(value: Any) -> Any:
+def as_json_value(value: Any) -> Any:
+    """Span inputs/outputs/attributes (MLflow) and observation input/output/metadata (Langfuse) arrive as strings:
+    JSON when they were JSON, else the text itself."""
     if isinstance(value, str):
         try:
             return json.loads(value)
@@ -81,8 +83,8 @@ def record_from_mlflow_trace(trace: Any) -> QueryRecord | None:
     root = next((s for s in spans if s.parent_id is None), None)
     if root is None or root.name != "ask":
         return None
-    inputs = _as_obj(root.inputs) or {}
-    outputs = _as_obj(root.outputs) or {}
+    inputs = as_json_value(root.inputs) or {}
+    outputs = as_json_value(root.outputs) or {}
     question = inputs.get("question") if isinstance(inputs, dict) else None
     if not question:
         return None
@@ -90,9 +92,9 @@ def record_from_mlflow_trace(trace: Any) -> QueryRecord | None:
     top_score, hits, contexts = None, 0, []
     for span in spans:
         if span.name == "retrieve":
-            top_score, hits = _retrieval_summary(_as_obj(span.outputs))
+            top_score, hits = _retrieval_summary(as_json_value(span.outputs))
         elif span.name == "generate":
-            contexts = _user_messages(_as_obj(span.inputs))
+            contexts = _user_messages(as_json_value(span.inputs))
     info = trace.info
     feedback, judge = [], {}
     for a in getattr(info, "assessments", None) or []:
@@ -160,14 +162,14 @@ def record_from_langfuse_trace(trace: Any) -> QueryRecord:
     top_score, hits, contexts = None, 0, []
     retrieve, generate = trace.child("retrieve"), trace.child("generate")
     if retrieve is not None:
-        top_score, hits = _retrieval_summary(_as_obj(retrieve.output))
+        top_score, hits = _retrieval_summary(as_json_value(retrieve.output))
     if generate is not None:
-        contexts = _user_messages(_as_obj(generate.input))
+        contexts = _user_messages(as_json_value(generate.input))
     feedback, judge = [], {}
     for score in trace.scores:
         if score.name == FEEDBACK_NAME:
             extra = score.metadata or {}
-            feedback.append({"rating": int(score.value), "comment": score.comment, "correct_paths": list(_as_obj(extra.get("correct_paths")) or []),
+            feedback.append({"rating": int(score.value), "comment": score.comment, "correct_paths": list(as_json_value(extra.get("correct_paths")) or []),
                              "at": score.timestamp.timestamp()})
         elif score.name.startswith("judge/") and isinstance(score.value, (int, float)) and not isinstance(score.value, bool):
             judge[score.name.removeprefix("judge/")] = float(score.value)

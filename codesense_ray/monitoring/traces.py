@@ -167,11 +167,12 @@ def record_from_langfuse_trace(trace: Any) -> QueryRecord:
         contexts = _user_messages(as_json_value(generate.input))
     feedback, judge = [], {}
     for score in trace.scores:
-        if score.name == FEEDBACK_NAME:
+        numeric = isinstance(score.value, (int, float)) and not isinstance(score.value, bool)
+        if score.name == FEEDBACK_NAME and numeric:
             extra = score.metadata or {}
             feedback.append({"rating": int(score.value), "comment": score.comment, "correct_paths": list(as_json_value(extra.get("correct_paths")) or []),
                              "at": score.timestamp.timestamp()})
-        elif score.name.startswith("judge/") and isinstance(score.value, (int, float)) and not isinstance(score.value, bool):
+        elif score.name.startswith("judge/") and numeric:
             judge[score.name.removeprefix("judge/")] = float(score.value)
     return QueryRecord(
         trace_id=trace.trace_id,

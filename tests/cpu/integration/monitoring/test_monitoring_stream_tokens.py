@@ -3,6 +3,8 @@ chunk) reaches the metrics and the trace, through the monitoring wrapper and the
 
 from __future__ import annotations
 
+import json
+
 from prometheus_client import CollectorRegistry
 
 from codesense_ray.answering.generators.openai_compatible import OpenAIGenerator
@@ -36,3 +38,28 @@ def test_streamed_tokens_are_counted_and_returned():
     assert (gen.prompt_tokens, gen.completion_tokens) == (42, 6)
     assert _tokens(registry, "prompt") == 42 and _tokens(registry, "completion") == 6
     assert registry.get_sample_value("codesense_time_to_first_token_seconds_count", {"backend": "openai"}) == 1
+
+
+def test_streamed_answer_records_token_usage_on_the_trace():
+    """A streamed `ask_events` through the monitoring wrapper puts the server's usage on the `generate` span
+    (Langfuse usage_details), as a non-streamed answer does."""
+    from codesense_ray.answering.answerer import RagAnswerer
+    from codesense_ray.answering.prompts.registry import FilePromptRegistry
+    from codesense_ray.answering.tracing import LangfuseTracer
+    from tests.cpu.integration.monitoring.langfuse_server import start_langfuse_api
+    from tests.cpu.unit.test_answering import FakeRetriever, hit
+
+    llm, _ = start(openai_route)
+    langfuse, state = start_langfuse_api("pk-lf-stream", "sk-lf-stream")
+    try:
+        generator = _InstrumentedGenerator(OpenAIGenerator(base_url=llm.url + "/v1", model="qwen"), RagMetrics(CollectorRegistry()))
+        tracer = LangfuseTracer(langfuse.url, "pk-lf-stream", "sk-lf-stream")
+        answerer = RagAnswerer(FakeRetriever([hit("app/auth/jwt.py", 1, 20)]), generator, FilePromptRegistry(), tracer=tracer)
+        kinds = [kind for kind, _ in answerer.ask_events("Where is the token verified?", stream=True)]
+        tracer.flush()
+    finally:
+        llm.stop()
+        langfuse.stop()
+    assert "token" in kinds and kinds[-1] == "answer"
+    (generate,) = [a for a in state["langfuse"].span_attributes if a["name"] == "generate"]
+    assert json.loads(generate["langfuse.observation.usage_details"]) == {"input": 42, "output": 6}

@@ -18,6 +18,7 @@ per window (roots, their children, the scores), never one per trace. Any HTTP er
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codesense_ray.errors import InvalidConfig, ServiceError, ServiceUnreachable
-from codesense_ray.monitoring.traces import as_json_value
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,17 @@ def langfuse_settings(cfg: Any, what: str) -> tuple[str, str, str]:
     if not t.langfuse_host:
         raise InvalidConfig(f"tracing.langfuse_host: {what} on Langfuse needs the Langfuse base URL")
     return t.langfuse_host, resolve_secret(t.langfuse_public_key_env) or "", resolve_secret(t.langfuse_secret_key_env) or ""
+
+
+def as_json_value(value: Any) -> Any:
+    """Span inputs/outputs/attributes (MLflow) and observation input/output/metadata (Langfuse) arrive as strings:
+    JSON when they were JSON, else the text itself."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _utc(ts: float) -> dt.datetime:

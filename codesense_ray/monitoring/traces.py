@@ -18,6 +18,7 @@ from typing import Any
 
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.monitoring.feedback import FEEDBACK_NAME
+from codesense_ray.monitoring.langfuse_traces import as_json_value
 
 
 _SOURCE_LINE = re.compile(r"^\[\d+\] Source: \S+", re.M)
@@ -50,17 +51,6 @@ class QueryRecord:
 def is_sourced(answer: str | None) -> bool:
     """An answer is backed by a source when at least one verified `[n] Source: <link>` line was rendered."""
     return bool(answer and _SOURCE_LINE.search(answer))
-
-
-def as_json_value(value: Any) -> Any:
-    """Span inputs/outputs/attributes (MLflow) and observation input/output/metadata (Langfuse) arrive as strings:
-    JSON when they were JSON, else the text itself."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _retrieval_summary(rows: Any) -> tuple[float | None, int]:

@@ -17,6 +17,11 @@ def _tokens(registry: CollectorRegistry, direction: str) -> float | None:
     return registry.get_sample_value("codesense_tokens_total", {"backend": "openai", "direction": direction})
 
 
+def _returning(stream, into: dict):
+    """Relays a stream's deltas and keeps its return value in `into["value"]`."""
+    into["value"] = yield from stream
+
+
 def test_streamed_tokens_are_counted_and_returned():
     """A stream through the monitoring wrapper adds the server-reported usage (42 in, 6 out) to codesense_tokens_total
     and still returns the `Generation` to the caller (the answerer puts it on the trace)."""
@@ -24,17 +29,12 @@ def test_streamed_tokens_are_counted_and_returned():
     try:
         registry = CollectorRegistry()
         generator = _InstrumentedGenerator(OpenAIGenerator(base_url=server.url + "/v1", model="qwen"), RagMetrics(registry))
-        deltas = generator.stream([{"role": "user", "content": "hi"}])
-        text = []
-        while True:
-            try:
-                text.append(next(deltas))
-            except StopIteration as done:
-                gen = done.value
-                break
+        returned: dict = {}
+        text = "".join(_returning(generator.stream([{"role": "user", "content": "hi"}]), returned))
     finally:
         server.stop()
-    assert "".join(text) == "Tokens are verified in `verify_token` [1]." == gen.text
+    gen = returned["value"]
+    assert text == "Tokens are verified in `verify_token` [1]." == gen.text
     assert (gen.prompt_tokens, gen.completion_tokens) == (42, 6)
     assert _tokens(registry, "prompt") == 42 and _tokens(registry, "completion") == 6
     assert registry.get_sample_value("codesense_time_to_first_token_seconds_count", {"backend": "openai"}) == 1

@@ -252,12 +252,19 @@ class RagAnswerer:
             gen = self.generator.generate(messages)
             return gen.text, {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
         parts: list[str] = []
-        for delta in self.generator.stream(messages):
+        deltas = self.generator.stream(messages)
+        while True:
+            try:
+                delta = next(deltas)
+            except StopIteration as done:
+                gen = done.value  # the stream's `Generation`: token usage when the backend reports it
+                break
             parts.append(delta)
             safe = gate.feed(delta)
             if safe:
                 yield "token", safe
-        return "".join(parts), {}
+        usage = {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens} if gen is not None else {}
+        return "".join(parts), usage
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         return self.retriever.file_line_count(repo, path)

@@ -286,6 +286,15 @@ class MlflowTracer(Tracer):
 
 
 # --- Langfuse -----------------------------------------------------------------------------------------
+def open_langfuse(host: str, public_key: str, secret_key: str) -> Any:
+    """A Langfuse SDK client on its own TracerProvider: the SDK would otherwise install itself as the process-global
+    OpenTelemetry provider and export every library's spans to Langfuse."""
+    from langfuse import Langfuse
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return Langfuse(public_key=public_key, secret_key=secret_key, base_url=host, tracer_provider=TracerProvider())
+
+
 class _LangfuseBackend:
     """Langfuse SDK observations; the SDK batches them as OpenTelemetry spans to `/api/public/otel/v1/traces`."""
 
@@ -302,14 +311,7 @@ class _LangfuseBackend:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from langfuse import Langfuse
-                from opentelemetry.sdk.trace import TracerProvider
-
-                # Our own TracerProvider: the SDK would otherwise install itself as the process-global OpenTelemetry
-                # provider and export every library's spans to Langfuse.
-                self._client = Langfuse(
-                    public_key=self._public_key, secret_key=self._secret_key, base_url=self.host, tracer_provider=TracerProvider()
-                )
+                self._client = open_langfuse(self.host, self._public_key, self._secret_key)
             return self._client
 
     # Handles are (observation, observation type): only generations take a model and token usage.

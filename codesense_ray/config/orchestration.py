@@ -63,6 +63,11 @@ class ConvergeConfig(_Section):
     """
 
     depth: int = Field(1, ge=0, description="History depth of the clone; 1 is a snapshot (fast, small), 0 fetches full history.")
+    history: int = Field(
+        100, ge=0, le=10_000,
+        description="Commit ids of upstream history recorded with each snapshot (commits only: a `--filter=tree:0` fetch), so monitoring "
+        "can count how many commits the index is behind; 0 records none.",
+    )
     timeout_s: float = Field(600.0, gt=0, description="Limit for each git command; a repository that exceeds it is reported as failed, the others converge.")
     parallel: int = Field(2, ge=1, le=32, description="Repositories cloned at the same time.")
     prune: bool = Field(

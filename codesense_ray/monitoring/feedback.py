@@ -206,11 +206,9 @@ class LangfuseFeedbackStore:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                from langfuse import Langfuse
-                from opentelemetry.sdk.trace import TracerProvider
+                from codesense_ray.answering.tracing import open_langfuse
 
-                # Own TracerProvider, as the tracer does: never become the process-global OpenTelemetry provider.
-                self._client = Langfuse(public_key=self._keys[0], secret_key=self._keys[1], base_url=self.host, tracer_provider=TracerProvider())
+                self._client = open_langfuse(self.host, *self._keys)
             return self._client
 
     def exists(self, trace_id: str) -> bool:
@@ -249,13 +247,11 @@ def feedback_backend(cfg) -> str:
 
 def build_feedback_store(cfg, home: Path | None = None):
     """The configured store (`monitoring.feedback_backend`, else `tracing.backend`). Raises InvalidConfig naming the key."""
-    from codesense_ray.config import resolve_secret
     from codesense_ray.config.answering import resolve_mlflow_uri
+    from codesense_ray.monitoring.langfuse_traces import langfuse_settings
 
     backend = feedback_backend(cfg)
     t = cfg.tracing
     if backend == "mlflow":
         return MlflowFeedbackStore(resolve_mlflow_uri(t.mlflow_tracking_uri, home or cfg.home))
-    if not t.langfuse_host:
-        raise InvalidConfig("tracing.langfuse_host: feedback backend `langfuse` needs the Langfuse base URL")
-    return LangfuseFeedbackStore(t.langfuse_host, resolve_secret(t.langfuse_public_key_env) or "", resolve_secret(t.langfuse_secret_key_env) or "")
+    return LangfuseFeedbackStore(*langfuse_settings(cfg, "feedback backend `langfuse`"))

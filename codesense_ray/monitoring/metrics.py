@@ -73,6 +73,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec(
         "codesense_index_behind", "gauge", ("repo",), "1 when the last converge fetched a newer commit than the index holds (re-index pending)."
     ),
+    MetricSpec(
+        "codesense_index_commits_behind", "gauge", ("repo",), "Commits between the indexed commit and the last converge's snapshot "
+        "(0: up to date); absent when the indexed commit is not in the history converge recorded."
+    ),
 )
 CATALOGUE_NAMES = frozenset(m.name for m in CATALOGUE)
 
@@ -168,10 +172,20 @@ def drift_gauge_values(result: dict[str, Any]) -> dict[str, list[tuple[dict[str,
     return out
 
 
-def freshness_gauge_values(repos: dict[str, dict[str, Any]], converged: dict[str, str | None], now: float | None = None) -> dict[str, list]:
-    """Index freshness gauges from the live index's per-repository metadata and the refs of the last converge."""
+def commits_behind(indexed_ref: str | None, history: list[str]) -> int | None:
+    """How many commits the indexed one is behind the converged snapshot: its position in the recorded history
+    (0: the snapshot itself); None when the index's commit is not among those recorded."""
+    if not indexed_ref:
+        return None
+    return next((i for i, sha in enumerate(history) if sha.startswith(indexed_ref) or indexed_ref.startswith(sha)), None)
+
+
+def freshness_gauge_values(repos: dict[str, dict[str, Any]], converged: dict[str, str | None], now: float | None = None,
+                           histories: dict[str, list[str]] | None = None) -> dict[str, list]:
+    """Index freshness gauges from the live index's per-repository metadata, the refs of the last converge and the
+    commit history it recorded."""
     now = time.time() if now is None else now
-    info, age, behind = [], [], []
+    info, age, behind, commits = [], [], [], []
     for repo, meta in sorted(repos.items()):
         ref = str(meta.get("ref") or "")
         info.append(({"repo": repo, "ref": ref}, 1.0))
@@ -180,7 +194,10 @@ def freshness_gauge_values(repos: dict[str, dict[str, Any]], converged: dict[str
         fetched = converged.get(repo)
         if fetched:
             behind.append(({"repo": repo}, 0.0 if ref and (fetched.startswith(ref) or ref.startswith(fetched)) else 1.0))
-    return {"codesense_index_info": info, "codesense_index_age_seconds": age, "codesense_index_behind": behind}
+        count = commits_behind(ref, (histories or {}).get(repo, []))
+        if count is not None:
+            commits.append(({"repo": repo}, float(count)))
+    return {"codesense_index_info": info, "codesense_index_age_seconds": age, "codesense_index_behind": behind, "codesense_index_commits_behind": commits}
 
 
 class MonitoringStateCollector:

@@ -219,7 +219,8 @@ def monitoring_sections(records: Sequence[Any], days: int, now: float, drift: di
 
 def _freshness(cfg: Any) -> list[dict]:
     """Per repository from the live index (read-only; needs the store, so best effort when Serve holds embedded Qdrant)."""
-    from codesense_ray.monitoring.state import current_refs
+    from codesense_ray.monitoring.metrics import commits_behind
+    from codesense_ray.monitoring.state import converged_histories, current_refs
 
     try:
         from codesense_ray.app.compose import open_store
@@ -232,14 +233,18 @@ def _freshness(cfg: Any) -> list[dict]:
             store.client.close()
     except Exception as exc:  # noqa: BLE001 - e.g. embedded Qdrant locked by a running server
         return [{"repo": "(unavailable)", "ref": None, "indexed_at": None, "age_h": None, "behind": str(exc)[:80]}]
-    refs = current_refs(cfg)
+    refs, histories = current_refs(cfg), converged_histories(cfg)
     now = time.time()
     out = []
     for repo, meta in sorted(metas.items()):
         at = meta.get("indexed_at")
+        count = commits_behind(meta.get("ref"), histories.get(repo, []))
+        if count is not None:
+            behind = f"{count} commit(s)" if count else "no"
+        else:
+            behind = None if not refs.get(repo) else ("no" if str(refs[repo]) == str(meta.get("ref")) else "yes")
         out.append({"repo": repo, "ref": meta.get("ref"), "indexed_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime(at)) if at else None,
-                    "age_h": round((now - at) / 3600, 1) if at else None,
-                    "behind": None if not refs.get(repo) else ("no" if str(refs[repo]) == str(meta.get("ref")) else "yes")})
+                    "age_h": round((now - at) / 3600, 1) if at else None, "behind": behind})
     return out
 
 

@@ -4,8 +4,8 @@ answered, and the ratings and judge scores later attached to it.
 
     records = read_mlflow_records("sqlite:///.codesense/mlflow.db", "codesense", since=now - 7 * 86400)
 
-Reading is implemented for MLflow traces (the embedded default, and an MLflow server). With `tracing.backend:
-langfuse` the commands that read traces refuse with a clear message (feedback *writing* works on both).
+Both tracing backends are read: MLflow traces (the embedded default, and an MLflow server) and Langfuse traces
+(`monitoring/langfuse_traces.py`, the production backend); `read_records(cfg, ...)` picks the configured one.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from codesense_ray.errors import InvalidConfig
+from codesense_ray.monitoring.feedback import FEEDBACK_NAME
+from codesense_ray.monitoring.langfuse_traces import as_json_value
+
 
 _SOURCE_LINE = re.compile(r"^\[\d+\] Source: \S+", re.M)
 
@@ -50,13 +53,18 @@ def is_sourced(answer: str | None) -> bool:
     return bool(answer and _SOURCE_LINE.search(answer))
 
 
-def _as_obj(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
+def _retrieval_summary(rows: Any) -> tuple[float | None, int]:
+    """(top score, number of hits) from the `retrieve` span's output rows."""
+    if not isinstance(rows, list):
+        return None, 0
+    scores = [float(r["score"]) for r in rows if isinstance(r, dict) and r.get("score") is not None]
+    return (max(scores) if scores else None), len(rows)
+
+
+def _user_messages(inputs: Any) -> list[str]:
+    """The user messages of the `generate` span's input: they carry the numbered context the model saw."""
+    messages = (inputs.get("messages") if isinstance(inputs, dict) else None) or []
+    return [m["content"] for m in messages if isinstance(m, dict) and m.get("role") == "user" and m.get("content")]
 
 
 def record_from_mlflow_trace(trace: Any) -> QueryRecord | None:
@@ -65,8 +73,8 @@ def record_from_mlflow_trace(trace: Any) -> QueryRecord | None:
     root = next((s for s in spans if s.parent_id is None), None)
     if root is None or root.name != "ask":
         return None
-    inputs = _as_obj(root.inputs) or {}
-    outputs = _as_obj(root.outputs) or {}
+    inputs = as_json_value(root.inputs) or {}
+    outputs = as_json_value(root.outputs) or {}
     question = inputs.get("question") if isinstance(inputs, dict) else None
     if not question:
         return None
@@ -74,19 +82,14 @@ def record_from_mlflow_trace(trace: Any) -> QueryRecord | None:
     top_score, hits, contexts = None, 0, []
     for span in spans:
         if span.name == "retrieve":
-            rows = _as_obj(span.outputs) or []
-            scores = [float(r["score"]) for r in rows if isinstance(r, dict) and r.get("score") is not None]
-            hits = len(rows) if isinstance(rows, list) else 0
-            top_score = max(scores) if scores else None
+            top_score, hits = _retrieval_summary(as_json_value(span.outputs))
         elif span.name == "generate":
-            messages = (_as_obj(span.inputs) or {}).get("messages") or []
-            # The user message carries the numbered context the model saw.
-            contexts = [m["content"] for m in messages if isinstance(m, dict) and m.get("role") == "user" and m.get("content")]
+            contexts = _user_messages(as_json_value(span.inputs))
     info = trace.info
     feedback, judge = [], {}
     for a in getattr(info, "assessments", None) or []:
         value = getattr(a, "value", None)
-        if a.name == "user_rating":
+        if a.name == FEEDBACK_NAME:
             meta = a.metadata or {}
             feedback.append(
                 {"rating": value, "comment": getattr(a, "rationale", None), "correct_paths": json.loads(meta.get("correct_paths") or "[]"),
@@ -142,14 +145,68 @@ def read_mlflow_records(tracking_uri: str, experiment: str, since: float, until:
     return out[:limit]
 
 
+def record_from_langfuse_trace(trace: Any) -> QueryRecord:
+    """A `QueryRecord` from a `LangfuseTrace` (the `ask` root, its children and its scores)."""
+    inputs, outputs, meta = trace.inputs, trace.outputs, trace.metadata
+    answer = outputs.get("answer") if isinstance(outputs, dict) else None
+    top_score, hits, contexts = None, 0, []
+    retrieve, generate = trace.child("retrieve"), trace.child("generate")
+    if retrieve is not None:
+        top_score, hits = _retrieval_summary(as_json_value(retrieve.output))
+    if generate is not None:
+        contexts = _user_messages(as_json_value(generate.input))
+    feedback, judge = [], {}
+    for score in trace.scores:
+        numeric = isinstance(score.value, (int, float)) and not isinstance(score.value, bool)
+        if score.name == FEEDBACK_NAME and numeric:
+            extra = score.metadata or {}
+            feedback.append({"rating": int(score.value), "comment": score.comment, "correct_paths": list(as_json_value(extra.get("correct_paths")) or []),
+                             "at": score.timestamp.timestamp()})
+        elif score.name.startswith("judge/") and numeric:
+            judge[score.name.removeprefix("judge/")] = float(score.value)
+    return QueryRecord(
+        trace_id=trace.trace_id,
+        timestamp=trace.timestamp,
+        question=str(inputs["question"]),
+        repos=list(inputs.get("repo") or []),
+        top_score=top_score,
+        hits=hits,
+        answer=answer,
+        sourced=is_sourced(answer),
+        model=meta.get("model"),
+        contexts=contexts,
+        error=trace.error,
+        latency_s=trace.latency_s,
+        citation_valid=meta.get("citation_valid"),
+        feedback=feedback,
+        judge=judge,
+    )
+
+
+def read_langfuse_records(cfg, since: float, until: float | None = None) -> "RecordList":
+    """Traced questions from Langfuse with `since <= start < until`, oldest first; `.skipped` counts the rest."""
+    from codesense_ray.monitoring.langfuse_traces import LangfuseTraceReader
+
+    reader = LangfuseTraceReader.from_config(cfg)
+    traces = reader.traces(since, time.time() + 1 if until is None else until)
+    return RecordList((record_from_langfuse_trace(t) for t in traces), skipped=reader.skipped)
+
+
+class RecordList(list):
+    """Records plus `skipped`: traces in the window that were not codesense answers, counted by reason."""
+
+    def __init__(self, records: Any = (), skipped: dict[str, int] | None = None) -> None:
+        super().__init__(records)
+        self.skipped = dict(skipped or {})
+
+
 def read_records(cfg, since: float, until: float | None = None) -> list[QueryRecord]:
-    """Traced questions from the configured tracing backend (MLflow)."""
+    """Traced questions from the configured tracing backend (MLflow or Langfuse)."""
     from codesense_ray.config.answering import resolve_mlflow_uri
 
     t = cfg.tracing
+    if t.backend == "langfuse":
+        return read_langfuse_records(cfg, since, until)
     if t.backend != "mlflow":
-        raise InvalidConfig(
-            f"tracing.backend: reading traces back is implemented for `mlflow`, not `{t.backend}` "
-            "(feedback is still stored; run monitoring against the MLflow trace store)"
-        )
+        raise InvalidConfig(f"tracing.backend: `{t.backend}` records no traces to read back; set mlflow or langfuse")
     return read_mlflow_records(resolve_mlflow_uri(t.mlflow_tracking_uri, cfg.home), t.experiment, since, until)

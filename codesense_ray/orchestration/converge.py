@@ -171,7 +171,18 @@ def fetch_snapshot(git: Git, url: str, ref: str | None, dest: Path, depth: int) 
     return sha
 
 
-def converge_repository(git: Git, info: RepositoryInfo, ref: str | None, depth: int, staging_root: Path) -> RepoResult:
+def commit_history(git: Git, url: str, ref: str | None, sha: str, dest: Path, history: int) -> list[str]:
+    """Up to `history` commit ids ending at `sha`, newest first. Fetches commit objects only (`--filter=tree:0`; a
+    server without partial-clone support sends the trees too); when that fetch fails, the snapshot's own history."""
+    if history > 1:
+        try:
+            git("fetch", "-q", "--no-tags", "--filter=tree:0", "--depth", str(history), url, ref or "HEAD", cwd=dest)
+        except GitError:
+            pass
+    return git("rev-list", f"--max-count={max(history, 1)}", sha, cwd=dest).split()
+
+
+def converge_repository(git: Git, info: RepositoryInfo, ref: str | None, depth: int, staging_root: Path, history: int = 0) -> RepoResult:
     """Bring `data/raw/<id>/` to the wanted commit of one repository. Never raises: failures are results."""
     started = time.perf_counter()
     dest = Path(info.path) if info.path else None
@@ -188,9 +199,11 @@ def converge_repository(git: Git, info: RepositoryInfo, ref: str | None, depth: 
         staging = staging_root / f"{info.id}-{uuid.uuid4().hex[:8]}"
         try:
             sha = fetch_snapshot(git, info.clone_url, ref, staging, depth)
+            # The ref file: the snapshot's commit first, then its ancestors (how far behind an older index is).
+            commits = commit_history(git, info.clone_url, ref, sha, staging, history)
             # The snapshot is data: no history, no hooks, nothing git-specific left for DVC to hash.
             shutil.rmtree(staging / ".git")
-            (staging / REF_FILE).write_text(sha + "\n", encoding="utf-8")
+            (staging / REF_FILE).write_text("\n".join([sha] + [c for c in commits if c != sha]) + "\n", encoding="utf-8")
             _swap_into_place(staging, dest)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -258,7 +271,7 @@ def converge(
         git = Git(ccfg.timeout_s)
         staging_root = raw_dir.parent / STAGING_DIR
         with ThreadPoolExecutor(max_workers=min(ccfg.parallel, len(remote))) as pool:
-            futures = [pool.submit(converge_repository, git, info, ref, ccfg.depth, staging_root) for info, ref in remote]
+            futures = [pool.submit(converge_repository, git, info, ref, ccfg.depth, staging_root, ccfg.history) for info, ref in remote]
             for fut in futures:
                 res = fut.result()
                 summary.repos.append(res)

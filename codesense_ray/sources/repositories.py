@@ -25,7 +25,8 @@ from codesense_ray.errors import InvalidConfig, RepositoryNotFound
 
 HOST_KINDS = ("github", "gitlab", "bitbucket", "generic", "local")
 REF_FILE = ".codesense-ref"
-"""Written by `converge` into data/raw/<id>/: one line, the commit SHA the snapshot was taken at."""
+"""Written by `converge` into data/raw/<id>/: the commit SHA the snapshot was taken at on the first line, then
+(`converge.history`) its ancestors, newest first, one per line."""
 
 DEFAULT_REF = "HEAD"
 GIT_TIMEOUT_S = 10.0
@@ -241,16 +242,19 @@ def git_head_sha(directory: Path) -> str | None:
     return sha if sha and _SHA_RE.match(sha) else None
 
 
-def read_ref_file(directory: Path) -> str | None:
-    """The ref recorded by converge in `<directory>/.codesense-ref` (first non-empty line), if any."""
+def read_ref_history(directory: Path) -> list[str]:
+    """The commits recorded by converge in `<directory>/.codesense-ref`, newest (the snapshot's) first; [] if none."""
     try:
         text = (Path(directory) / REF_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return None
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return None
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def read_ref_file(directory: Path) -> str | None:
+    """The ref recorded by converge in `<directory>/.codesense-ref` (first non-empty line), if any."""
+    commits = read_ref_history(directory)
+    return commits[0] if commits else None
 
 
 def _web_url_override(value: str, where: str) -> tuple[str, str]:

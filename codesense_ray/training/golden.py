@@ -5,7 +5,9 @@ carries the question, the answer, the verified citations and (when the feedback/
 that pass the rule in `training.golden` become `data/golden/<name>.jsonl` in the evaluation contract, with
 gold = the files and lines the answer cited. Near-duplicate questions are dropped (the newest is kept).
 
-Reads MLflow traces (`tracing.backend: mlflow`, the embedded default).
+Reads the configured tracing backend: MLflow traces (`tracing.backend: mlflow`, the embedded default) or Langfuse
+traces (`langfuse`, production). With Langfuse the kept answers are also written as a Langfuse Dataset of the same
+name (one item per trace, linked to its source trace; re-runs update the same items).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from codesense_ray.config.training import GoldenConfig
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_NAMES = ("user_feedback", "feedback", "rating")
+FEEDBACK_NAMES = ("user_rating", "user_feedback", "feedback", "rating")  # user_rating: what `POST /v1/feedback` stores
+JUDGE_PREFIX = "judge/"  # the online and batch judge store `judge/<metric>`
 _WORD = re.compile(r"[a-z0-9_]+")
 
 
@@ -49,10 +52,13 @@ class GoldenReport:
     read: int
     kept: int
     dropped: dict[str, int]
+    skipped: dict[str, int] = field(default_factory=dict)  # traces that are not codesense answers, by reason
+    langfuse_dataset: str | None = None
     run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "read": self.read, "kept": self.kept, "dropped": self.dropped, "run_id": self.run_id}
+        return {"path": self.path, "read": self.read, "kept": self.kept, "dropped": self.dropped, "skipped": self.skipped,
+                "langfuse_dataset": self.langfuse_dataset, "run_id": self.run_id}
 
 
 # --- selection (pure) ------------------------------------------------------------------------------------
@@ -75,11 +81,12 @@ def _feedback(scores: dict[str, Any]) -> bool | None:
 
 def _judge_score(scores: dict[str, Any], names: list[str]) -> float | None:
     for name in names:
-        if name in scores:
-            try:
-                return float(scores[name])
-            except (TypeError, ValueError):
-                continue
+        for key in (name, JUDGE_PREFIX + name):
+            if key in scores:
+                try:
+                    return float(scores[key])
+                except (TypeError, ValueError):
+                    continue
     return None
 
 
@@ -196,21 +203,80 @@ def read_mlflow_traces(tracking_uri: str, experiment: str, limit: int) -> list[T
     return [t for t in (traced_answer(tr) for tr in traces) if t is not None]
 
 
+# --- reading Langfuse traces -----------------------------------------------------------------------------
+def traced_answer_from_langfuse(trace: Any) -> TracedAnswer:
+    """A `TracedAnswer` from a `LangfuseTrace`: root input/output/metadata as the tracer wrote them, scores by name."""
+    outputs, meta = trace.outputs, trace.metadata
+    return TracedAnswer(
+        trace_id=trace.trace_id,
+        timestamp_ms=int(trace.timestamp * 1000),
+        question=str(trace.inputs.get("question") or ""),
+        answer=str(outputs.get("answer") or "") if isinstance(outputs, dict) else str(outputs or ""),
+        repo_filter=list(trace.inputs.get("repo") or []),
+        citation_valid=meta.get("citation_valid"),
+        cited=list(meta.get("cited") or []),
+        error=trace.error is not None,
+        scores={s.name: s.value for s in trace.scores},
+    )
+
+
+def read_langfuse_traces(cfg, limit: int) -> tuple[list[TracedAnswer], dict[str, int]]:
+    """The newest `limit` codesense traces in Langfuse, and the count of other traces skipped by reason."""
+    import time
+
+    from codesense_ray.monitoring.langfuse_traces import LangfuseTraceReader
+
+    reader = LangfuseTraceReader.from_config(cfg)
+    traces = reader.traces(since=0.0, until=time.time() + 1, limit=limit)
+    return [traced_answer_from_langfuse(t) for t in traces], dict(reader.skipped)
+
+
+def write_langfuse_dataset(cfg, name: str, kept: list[TracedAnswer], rule: GoldenConfig) -> str:
+    """The kept answers as the Langfuse Dataset `name`: input = question and repository, expected output = the answer
+    and its gold lines, linked to the source trace. Item ids derive from (dataset, trace): a re-run updates, never duplicates."""
+    import uuid
+
+    from codesense_ray.answering.tracing import open_langfuse
+    from codesense_ray.monitoring.langfuse_traces import call_langfuse, langfuse_settings
+
+    host, public_key, secret_key = langfuse_settings(cfg, "the golden dataset")
+    client = open_langfuse(host, public_key, secret_key)
+    call_langfuse(host, f"creating dataset {name!r}", client.create_dataset, name=name, description="codesense golden set: answered requests kept by training.golden",
+                  metadata={"source": "codesense dataset golden", "min_citation_valid": rule.min_citation_valid, "min_judge_score": rule.min_judge_score,
+                            "require_positive_feedback": rule.require_positive_feedback})
+    for t in kept:
+        row = to_eval_row(t)
+        call_langfuse(host, f"creating an item of dataset {name!r}", client.create_dataset_item, dataset_name=name,
+                      id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"codesense-golden/{name}/{t.trace_id}")),
+                      input={"question": row["question"], "repo": row["repo"]}, expected_output={"answer": row["answer"], "gold": row["gold"]},
+                      metadata={"citation_valid": t.citation_valid}, source_trace_id=t.trace_id)
+    return name
+
+
 def build_golden_set(cfg, *, name: str | None = None, limit: int | None = None) -> GoldenReport:
-    """`codesense dataset golden`: read traces, select, write `data/golden/<name>.jsonl`, log counts to MLflow."""
+    """`codesense dataset golden`: read traces, select, write `data/golden/<name>.jsonl` (and, on Langfuse, a Langfuse
+    Dataset of that name), log counts to MLflow."""
     from codesense_ray.config.answering import resolve_mlflow_uri
     from codesense_ray.config.training import training_config
 
     rule = training_config(cfg).golden
-    if cfg.tracing.backend != "mlflow":
-        raise InvalidConfig(f"tracing.backend: the golden set reads MLflow traces; `{cfg.tracing.backend}` is not supported by `dataset golden`")
-    uri = resolve_mlflow_uri(cfg.tracing.mlflow_tracking_uri, cfg.home)
-    traces = read_mlflow_traces(uri, rule.experiment or cfg.tracing.experiment, limit or rule.max_traces)
+    backend = cfg.tracing.backend
+    skipped: dict[str, int] = {}
+    if backend == "langfuse":
+        traces, skipped = read_langfuse_traces(cfg, limit or rule.max_traces)
+    elif backend == "mlflow":
+        uri = resolve_mlflow_uri(cfg.tracing.mlflow_tracking_uri, cfg.home)
+        traces = read_mlflow_traces(uri, rule.experiment or cfg.tracing.experiment, limit or rule.max_traces)
+    else:
+        raise InvalidConfig(f"tracing.backend: `{backend}` records no traces; `dataset golden` reads mlflow or langfuse traces")
     kept, dropped = select_golden(traces, rule)
-    path = cfg.resolve_path(rule.output_dir) / f"{name or rule.name}.jsonl"
+    set_name = name or rule.name
+    path = cfg.resolve_path(rule.output_dir) / f"{set_name}.jsonl"
     write_jsonl(path, [to_eval_row(t) for t in kept])
-    report = GoldenReport(str(path), len(traces), len(kept), dict(dropped))
-    log.info("golden set %s: kept %d of %d traces; dropped %s", path, len(kept), len(traces), dict(dropped))
+    report = GoldenReport(str(path), len(traces), len(kept), dict(dropped), skipped=skipped)
+    if backend == "langfuse":
+        report.langfuse_dataset = write_langfuse_dataset(cfg, set_name, kept, rule)
+    log.info("golden set %s: kept %d of %d traces; dropped %s; Langfuse dataset %s", path, len(kept), len(traces), dict(dropped), report.langfuse_dataset)
     report.run_id = _log_golden(cfg, path, report)
     return report
 
@@ -226,6 +292,8 @@ def _log_golden(cfg, path: Path, report: GoldenReport) -> str | None:
     registry.client.log_metric(rid, "kept", report.kept)
     for reason, n in report.dropped.items():
         registry.client.log_metric(rid, f"dropped_{reason}", n)
+    if report.langfuse_dataset:
+        registry.client.set_tag(rid, "langfuse_dataset", report.langfuse_dataset)
     registry.client.log_artifact(rid, str(path))
     registry.client.set_terminated(rid)
     return rid

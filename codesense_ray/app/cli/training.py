@@ -98,6 +98,10 @@ def cmd_golden(args: argparse.Namespace) -> int:
         print(f"golden set {payload['path']}: {payload['kept']} kept of {payload['read']} traces")
         for reason, n in sorted(payload["dropped"].items()):
             print(f"  dropped {n:>4}  {reason}")
+        for reason, n in sorted(payload["skipped"].items()):
+            print(f"  skipped {n:>4}  {reason} (not a codesense answer)")
+        if payload["langfuse_dataset"]:
+            print(f"Langfuse dataset {payload['langfuse_dataset']!r}: {payload['kept']} item(s)")
 
     emit(args, payload, human)
     return 0

@@ -56,6 +56,9 @@ class RetrieverDeployment:
         return {"ready": True, "collection": live, "repos": {r: m.get("ref") for r, m in sorted(metas.items())}}
 
 
+GENERATION_ITEM = "__generation__"
+
+
 class GeneratorDeployment:
     """Holds the configured LLM backend (a local model, or a client of vLLM/KServe/Gemini)."""
 
@@ -75,10 +78,15 @@ class GeneratorDeployment:
             return _as_error(err)
 
     def stream(self, messages: list[dict]) -> Iterator[Any]:
+        """Text deltas, then `{"__generation__": ...}`: the stream's return value (token usage) as the last item,
+        since a generator's return value does not cross the deployment handle."""
         try:
-            yield from self.generator.stream(messages)
+            gen = yield from self.generator.stream(messages)
         except GeneratorError as err:
             yield _as_error(err)
+            return
+        if gen is not None:
+            yield {GENERATION_ITEM: asdict(gen)}
 
 
 class _HandleRetriever:
@@ -123,9 +131,14 @@ class _HandleGenerator:
     def generate(self, messages, *, max_tokens=None, temperature=None) -> Generation:
         return Generation(**_raise_remote_error(self.handle.generate.remote(messages).result()))
 
-    def stream(self, messages, *, max_tokens=None, temperature=None) -> Iterator[str]:
+    def stream(self, messages, *, max_tokens=None, temperature=None):
+        """Yields the deltas; returns the `Generation` (token usage) the deployment sends last, like a local stream."""
         for item in self.handle.options(stream=True).stream.remote(messages):
-            yield _raise_remote_error(item)
+            item = _raise_remote_error(item)
+            if isinstance(item, dict) and GENERATION_ITEM in item:
+                return Generation(**item[GENERATION_ITEM])
+            yield item
+        return None
 
 
 def _config(config: dict | Config) -> Config:

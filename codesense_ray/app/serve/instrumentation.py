@@ -152,20 +152,32 @@ class _InstrumentedGenerator:
         return gen
 
     def stream(self, messages, *, max_tokens=None, temperature=None):
+        """Relays the deltas; the stream's return value (the `Generation`, with token usage when the backend
+        reports it) is counted like a non-streamed answer's and passed on."""
         from codesense_ray.answering.generators.base import GeneratorError
 
         started = time.perf_counter()
-        first = True
         try:
-            for delta in self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature):
-                if first:
-                    self.metrics.first_token(self._backend(), time.perf_counter() - started)
-                    first = False
-                yield delta
+            gen = yield from self._first_token_timed(self.inner.stream(messages, max_tokens=max_tokens, temperature=temperature), started)
         except GeneratorError as err:
             self.metrics.generator_error(err.backend, error_reason(err))
             raise
         self.metrics.stage("generate", time.perf_counter() - started)
+        if gen is not None:
+            self.metrics.generation(self._backend(), gen.prompt_tokens, gen.completion_tokens)
+        return gen
+
+    def _first_token_timed(self, deltas, started: float):
+        first = True
+        while True:
+            try:
+                delta = next(deltas)
+            except StopIteration as done:
+                return done.value
+            if first:
+                self.metrics.first_token(self._backend(), time.perf_counter() - started)
+                first = False
+            yield delta
 
 
 class _MonitoredAnswerer:

@@ -80,11 +80,17 @@ def test_feedback_needs_the_api_token(served):
 
 
 def test_stage_token_citation_and_error_metrics(served):
-    """After an answer, a stream and a failed generation, /metrics shows every stage, tokens, TTFT, citations and errors by reason."""
+    """After an answer, a stream and a failed generation, /metrics shows every stage, tokens (the stream's too, from the
+    server's usage chunk across the generator deployment), TTFT, citations and errors by reason."""
     _ask(served)
+    before = scrape(served.client)
     with served.client.stream("POST", "/v1/ask", json={"question": "Where is the token checked?", "stream": True}) as r:
         assert r.status_code == 200
         "".join(r.iter_text())
+    streamed = scrape(served.client)
+    for direction, n in (("prompt", 42), ("completion", len(served.llm_state["words"]))):  # the fake's usage chunk
+        key = f'codesense_tokens_total{{backend="openai",direction="{direction}"}}'
+        assert streamed[key] - before.get(key, 0.0) == n, direction
     server_mode = served.llm_state["server"]
     server_mode.mode = "error500"
     try:

@@ -17,7 +17,7 @@ from codesense_ray.orchestration.converge import converge
 from codesense_ray.orchestration.data_versioning import DvcProject, version_raw_data
 from codesense_ray.errors import MissingCredentials
 from codesense_ray.config.orchestration import ConvergeConfig, DvcConfig, S3RemoteConfig
-from codesense_ray.sources.repositories import REF_FILE, resolve_repositories
+from codesense_ray.sources.repositories import REF_FILE, read_ref_history, resolve_repositories
 from tests.cpu.integration.orchestration.conftest import git, write_yaml
 
 
@@ -48,8 +48,8 @@ def test_converge_clones_at_pinned_refs_records_sha_and_strips_git(project, make
     raw = project / "data" / "raw"
     assert (raw / "app" / "lib" / "util.py").read_text() == "X = 1\n"
     assert (raw / "app-pinned" / "main.py").read_text() == "print('v1')\n" and not (raw / "app-pinned" / "lib").exists()
-    for rid, sha in (("app", head), ("app-pinned", first), ("app-tag", first)):
-        assert (raw / rid / REF_FILE).read_text().strip() == sha
+    for rid, history in (("app", [head, first]), ("app-pinned", [first]), ("app-tag", [first])):
+        assert read_ref_history(raw / rid) == history  # the snapshot's commit, then its ancestors (converge.history)
         assert not (raw / rid / ".git").exists()
     refs = {info.id: info.ref for info in resolve_repositories(load_config(cfg_path))}
     assert refs["app"] == head  # links use the recorded commit when the entry pins nothing
@@ -76,6 +76,25 @@ def test_converge_is_idempotent_and_follows_new_commits(project, make_repo):
     assert status["b"] == ("unchanged", b_sha, b_sha)
     assert (project / "data" / "raw" / "a" / "a.py").read_text() == "A = 2\n"
     assert marker.stat().st_mtime_ns == before
+
+
+def test_converge_records_history_so_freshness_counts_commits_behind(project, make_repo):
+    """With a depth-1 snapshot, converge still records `converge.history` commit ids: an index built three commits
+    ago is 3 behind (`codesense_index_commits_behind`), one outside the recorded history has no count, only `behind`."""
+    from codesense_ray.monitoring.metrics import freshness_gauge_values
+    from codesense_ray.monitoring.state import converged_histories, current_refs
+
+    repo = make_repo("svc")
+    shas = [repo.commit({"svc.py": f"V = {i}\n"}, f"v{i}") for i in range(5)]
+    cfg = load_config(write_yaml(project / "codesense.yaml", {"repositories": [{"url": repo.url}], "converge": {"history": 4}}))
+    assert converge(cfg, dvc_cfg=DvcConfig(enabled=False)).ok
+    histories = converged_histories(cfg)
+    assert histories == {"svc": shas[::-1][:4]}
+    gauges = lambda indexed: freshness_gauge_values({"svc": {"ref": indexed}}, current_refs(cfg), histories=histories)  # noqa: E731
+    assert gauges(shas[1][:7])["codesense_index_commits_behind"] == [({"repo": "svc"}, 3.0)]
+    assert gauges(shas[4])["codesense_index_commits_behind"] == [({"repo": "svc"}, 0.0)]
+    older = gauges(shas[0])  # five commits back, the history holds four
+    assert older["codesense_index_commits_behind"] == [] and older["codesense_index_behind"] == [({"repo": "svc"}, 1.0)]
 
 
 def test_failing_repository_is_reported_and_others_converge(project, make_repo, codesense_main, capsys, monkeypatch):

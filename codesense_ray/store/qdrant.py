@@ -7,6 +7,7 @@ the alias (the "Service selector") on the old, complete collection.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from datetime import datetime, timezone
@@ -45,6 +46,17 @@ def open_client(cfg: Config) -> QdrantClient:
                 f"embedded index {path} is in use by another codesense process (stop it, or configure `qdrant.url` to share a Qdrant server)"
             ) from None
         raise
+
+
+def embedded_sqlite(client: QdrantClient, collection: str) -> sqlite3.Connection | None:
+    """The SQLite database an embedded (local-mode) collection persists its points in; None on a server.
+
+    Reaches into qdrant-client's local mode (`QdrantLocal.collections[name].storage.storage`): there is no
+    public handle. If a client release moves it, None comes back and writes stay correct, only slower.
+    """
+    collection_obj = getattr(getattr(client, "_client", None), "collections", {}).get(collection)
+    conn = getattr(getattr(collection_obj, "storage", None), "storage", None)
+    return conn if isinstance(conn, sqlite3.Connection) else None
 
 
 def meta_point_id(repo_id: str) -> str:
@@ -92,6 +104,7 @@ class IndexStore:
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             metadata={COMPLETE_KEY: False},
         )
+        self._write_without_syncing(name)
         if not self.embedded:  # embedded Qdrant ignores payload indexes (and warns); the server needs them
             for field in KEYWORD_FIELDS:
                 self.client.create_payload_index(name, field, models.PayloadSchemaType.KEYWORD)
@@ -108,8 +121,33 @@ class IndexStore:
         return previous
 
     def mark_complete(self, collection: str) -> None:
-        """Record that `collection` was filled and verified: only such versions are rollback targets."""
+        """Record that `collection` was filled and verified: only such versions are rollback targets.
+
+        Embedded: the version's writes are flushed to disk first, so a version marked complete survives a power loss.
+        """
+        self._sync_to_disk(collection)
         self.client.update_collection(collection, metadata={COMPLETE_KEY: True})
+
+    def _write_without_syncing(self, collection: str) -> None:
+        """Embedded: let a version being filled commit without an fsync per point.
+
+        Local mode commits every point in its own SQLite transaction; with the default rollback journal each
+        commit waits for the disk (2-7 ms here, most of the cost of carrying unchanged points into a new version).
+        A write-ahead log with `synchronous=NORMAL` makes commits append-only and still atomic: a killed process
+        loses nothing it committed, only an OS crash or power loss can drop the last commits, and an unfinished
+        version is never served (it is not complete until `mark_complete` has flushed it).
+        """
+        conn = embedded_sqlite(self.client, collection)
+        if conn is not None:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _sync_to_disk(self, collection: str) -> None:
+        """Embedded: copy the write-ahead log into the database file and fsync it; later commits sync again."""
+        conn = embedded_sqlite(self.client, collection)
+        if conn is not None:
+            conn.execute("PRAGMA wal_checkpoint(FULL)")
+            conn.execute("PRAGMA synchronous=FULL")
 
     def is_complete(self, collection: str) -> bool:
         metadata = self.client.get_collection(collection).config.metadata or {}

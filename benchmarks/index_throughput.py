@@ -169,6 +169,14 @@ def export_commit(ref: str, dest: Path) -> Path:
     return out
 
 
+def snapshot_tree(dest: Path) -> Path:
+    """This tree's package as it is now (uncommitted edits included), so later edits never leak into a running
+    measurement (its Ray workers import lazily)."""
+    out = dest / "current"
+    shutil.copytree(ROOT / "codesense_ray", out / "codesense_ray", ignore=shutil.ignore_patterns("__pycache__"))
+    return out
+
+
 def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path) -> dict:
     """One measurement of the code at `code` in a fresh process, on a private copy of the corpus."""
     work = Path(tempfile.mkdtemp(prefix="measure-", dir=scratch))
@@ -210,7 +218,7 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="codesense-bench-"))
     try:
         copy_libraries(libs, scratch / "corpus")
-        variants = {"current": ROOT}
+        variants = {"current": snapshot_tree(scratch)}
         if args.baseline_ref:
             variants[f"baseline {args.baseline_ref}"] = export_commit(args.baseline_ref, scratch)
         rows = []

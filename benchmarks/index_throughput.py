@@ -96,8 +96,11 @@ def copy_libraries(libs: list[str], dest: Path) -> list[dict]:
 
 
 # --- one measurement (child process: `--measure WORKDIR`, codesense_ray from PYTHONPATH) -------------------
-def measure(work: Path) -> dict:
-    """Full index, unchanged re-index, one-file edit, bare encode, in this process, on the corpus in `work`."""
+def measure(work: Path, bare_sample: int | None = None) -> dict:
+    """Full index, unchanged re-index, one-file edit, bare encode, in this process, on the corpus in `work`.
+
+    `bare_sample`: time bare encode on that many of the texts (a seeded uniform sample) and compare rates.
+    """
     import ray
 
     from codesense_ray.app.compose import build_indexer
@@ -142,6 +145,10 @@ def measure(work: Path) -> dict:
     texts = [f"{p.payload['header']}\n{p.payload['text']}" if p.payload.get("header") else p.payload["text"]
              for p in store.scroll(store.live_collection(), payload=["header", "text", "_meta"]) if not p.payload.get("_meta")]  # fmt: skip
     store.client.close()
+    if bare_sample and bare_sample < len(texts):
+        import random
+
+        texts = random.Random(0).sample(texts, bare_sample)
     from sentence_transformers import SentenceTransformer
 
     from codesense_ray.index.embedding import read_model_info
@@ -154,7 +161,7 @@ def measure(work: Path) -> dict:
     model.encode(texts, batch_size=cfg.embedding.batch_size, normalize_embeddings=True, show_progress_bar=False)
     t_bare = time.perf_counter() - t0
     bare_rate = len(texts) / t_bare
-    results.update(bare_s=round(t_bare, 2), bare_chunks_per_s=round(bare_rate, 1), pipeline_vs_bare=round((n / t_full) / bare_rate, 3), load_end=load1())
+    results.update(bare_texts=len(texts), bare_s=round(t_bare, 2), bare_chunks_per_s=round(bare_rate, 1), pipeline_vs_bare=round((n / t_full) / bare_rate, 3), load_end=load1())
     return results
 
 
@@ -177,7 +184,7 @@ def snapshot_tree(dest: Path) -> Path:
     return out
 
 
-def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path) -> dict:
+def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path, bare_sample: int | None) -> dict:
     """One measurement of the code at `code` in a fresh process, on a private copy of the corpus."""
     work = Path(tempfile.mkdtemp(prefix="measure-", dir=scratch))
     repos = [{"id": lib, "path": str(work / "corpus" / lib)} for lib in libs]
@@ -187,7 +194,8 @@ def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path) -> dict:
     (work / "codesense.yaml").write_text(yaml.safe_dump({"repositories": repos}))
     (work / "repos.json").write_text(json.dumps(repos))
     env = {**os.environ, **CHILD_ENV, "PYTHONPATH": str(code)}
-    proc = subprocess.run([sys.executable, __file__, "--measure", str(work)], cwd=code, env=env, capture_output=True, text=True)
+    sample = ["--bare-sample", str(bare_sample)] if bare_sample else []
+    proc = subprocess.run([sys.executable, __file__, "--measure", str(work), *sample], cwd=code, env=env, capture_output=True, text=True)
     shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:
         raise SystemExit(f"measurement of {code} failed:\n{proc.stderr[-3000:]}")
@@ -195,7 +203,7 @@ def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path) -> dict:
 
 
 def summarize(rows: list[dict]) -> None:
-    cols = ("variant", "round", "chunks", "full_s", "one_edit_s", "one_edit_ratio", "unchanged_ratio", "pipeline_vs_bare", "bare_chunks_per_s", "peak_rss_mb", "load_full", "load_edit", "load_bare")
+    cols = ("variant", "round", "chunks", "full_s", "one_edit_s", "one_edit_ratio", "unchanged_ratio", "pipeline_vs_bare", "bare_texts", "bare_chunks_per_s", "peak_rss_mb", "load_full", "load_edit", "load_bare")
     print(" | ".join(cols))
     for r in rows:
         print(" | ".join(str(r.get(c, "")) for c in cols))
@@ -207,11 +215,12 @@ def main() -> None:
     ap.add_argument("--corpus", choices=sorted(CORPORA), default="small", help="small ≈ 4.2k chunks, large ≥ 20k chunks")
     ap.add_argument("--baseline-ref", help="also measure this git commit's code (e.g. f63bed3), interleaved with this tree's")
     ap.add_argument("--rounds", type=int, default=1, help="measurements per code version")
+    ap.add_argument("--bare-sample", type=int, help="time bare encode on this many of the chunks only (rate compared; saves time on --corpus large)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--measure", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(json.dumps(measure(Path(args.measure))))
+        print(json.dumps(measure(Path(args.measure), args.bare_sample)))
         return
 
     libs = args.libs or CORPORA[args.corpus]
@@ -225,7 +234,7 @@ def main() -> None:
         for rnd in range(args.rounds):
             order = list(variants) if rnd % 2 == 0 else list(reversed(variants))
             for name in order:
-                row = {"variant": name, "round": rnd, **run_child(variants[name], scratch / "corpus", libs, scratch)}
+                row = {"variant": name, "round": rnd, **run_child(variants[name], scratch / "corpus", libs, scratch, args.bare_sample)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         summarize(rows)

@@ -215,7 +215,7 @@ class Indexer:
         verdict = gate(collection) if gate is not None else None
         if verdict is not None and not verdict.passed:
             # The candidate stays unmarked: never a rollback target, removed by the next run.
-            self._count_totals(plan)
+            self._count_totals(plan, collection)
             return IndexSummary(
                 plan.live, plan.live, self.store.alias, plan.report_list(), removed_repos=plan.removed,
                 seconds=time.monotonic() - started, gate=verdict, candidate=collection,
@@ -304,17 +304,17 @@ class Indexer:
         previous = self.store.swap_alias(collection)
         partial = self.store.drop_partial_versions()
         dropped = self.store.drop_old_versions(self.cfg.index.retention)
-        self._count_totals(plan)
+        self._count_totals(plan, collection)
         return IndexSummary(
             collection, previous, self.store.alias, plan.report_list(), dropped, plan.removed, time.monotonic() - started, plan.stale, partial,
             gate=verdict,
         )  # fmt: skip
 
-    @staticmethod
-    def _count_totals(plan: RunPlan) -> None:
-        """Chunks per repository in the built version: carried or reused plus embedded (`_verify` checked the sum)."""
+    def _count_totals(self, plan: RunPlan, collection: str) -> None:
+        """Chunks per repository, counted in the built version itself (one pass for every repository)."""
+        manifests = self.store.manifests(collection)
         for rid in plan.indexed:
-            plan.reports[rid].chunks_total = plan.reports[rid].chunks_reused + plan.reports[rid].chunks_embedded
+            plan.reports[rid].chunks_total = sum(len(entry.chunk_ids) for entry in manifests.get(rid, {}).values())
 
     def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float, stale: list[str]) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).
@@ -323,7 +323,7 @@ class Indexer:
         """
         current = self.store.repo_metas(live)
         for rid, meta in metas.items():
-            reports[rid].chunks_total = reports[rid].chunks_reused  # every chunk of an unchanged repository
+            reports[rid].chunks_total = reports[rid].chunks_reused  # every chunk in its live manifest: nothing changed
             if current.get(rid, {}).get("ref") != meta["ref"]:
                 meta["chunks"] = reports[rid].chunks_total
                 self.store.write_repo_meta(live, meta)

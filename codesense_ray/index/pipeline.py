@@ -132,7 +132,7 @@ def run_pipeline(
     )
     ds = ds.map_batches(
         EmbedChunks,
-        fn_constructor_kwargs={"cfg": emb.model_dump(), "threads": None if gpu else max(1, cpus // emb.concurrency), "reuse": reuse or None},
+        fn_constructor_kwargs={"cfg": emb.model_dump(), "threads": None if gpu else max(1, cpus // emb.concurrency), "reuse": reuse or None, "eager": True},
         batch_size=emb.batch_size * EMBED_WINDOW,
         compute=ray.data.ActorPoolStrategy(size=emb.concurrency),
         num_gpus=emb.num_gpus if gpu else 0,

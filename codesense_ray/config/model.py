@@ -91,7 +91,7 @@ class IndexConfig(_Section):
     max_line_length: int = Field(1000, ge=80, description="A file whose longest line exceeds this is treated as minified/generated.")
     exclude: list[str] = Field(default_factory=list, description="Extra gitignore-style patterns skipped in every repository.")
     retention: int = Field(2, ge=0, description="How many previous index versions to keep after an alias swap (rollback targets).")
-    parse_concurrency: int = Field(2, ge=1, description="Ray actors parsing and chunking files in parallel.")
+    parse_concurrency: int = Field(2, ge=1, description="Ray actors parsing and chunking files in parallel (at most half the CPUs: chunking is cheap next to embedding).")
     in_process_max_files: int = Field(
         8, ge=0, description="Runs that embed at most this many files skip Ray and call the same stages in-process (small incremental deltas); 0: always Ray."
     )

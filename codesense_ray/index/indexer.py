@@ -19,7 +19,7 @@ from codesense_ray.index.embedding import ModelInfo
 from codesense_ray.errors import CodesenseError, IndexingFailed, InvalidConfig, NoRollbackTarget
 from codesense_ray.sources.files import SourceFile, file_hash, read_text, select_files
 from codesense_ray.sources.repositories import RepositoryInfo, resolve_repositories, select_repositories
-from codesense_ray.store.qdrant import FileEntry, IndexStore
+from codesense_ray.store.qdrant import FileEntry, IndexStore, meta_point_id
 from codesense_ray.index.schema import INDEX_SCHEMA
 
 
@@ -133,6 +133,7 @@ class RunPlan:
     reuse: bool  # incremental: unchanged files carried, changed files' chunks reusable
     reports: dict[str, RepoReport] = field(default_factory=dict)
     tasks: list[dict] = field(default_factory=list)
+    # Points copied unchanged into the new version: unchanged files, and everything of repositories not indexed now.
     carry_ids: list[str] = field(default_factory=list)
     changed_ids: list[str] = field(default_factory=list)
     metas: dict[str, dict] = field(default_factory=dict)
@@ -229,26 +230,32 @@ class Indexer:
         repo_ids = list(repo_ids)
         selected = select_repositories(infos, repo_ids) if repo_ids else infos
         live = self.store.live_collection()
-        compatible = live is not None and self._compatible(live)
+        live_metas = self.store.repo_metas(live) if live else {}
+        compatible = live is not None and self._compatible(live, live_metas)
         if live and not compatible:
             # A different embedding model: no stored vector can be reused, so every repository is rebuilt.
             selected, full = infos, True
         plan = RunPlan(live=live, compatible=compatible, reuse=compatible and not full)
+        manifests = self.store.manifests(live) if compatible else {}
         for info in selected:
-            self._plan_repository(info, plan)
-        gone = sorted(set(self.store.repo_metas(live)) - {i.id for i in infos}) if live else []
+            self._plan_repository(info, plan, manifests.get(info.id, {}) if plan.reuse else {})
+        gone = sorted(set(live_metas) - {i.id for i in infos})
         plan.removed = gone if prune and not repo_ids else []
         plan.stale = [] if plan.removed else gone
+        # Other repositories (and those whose scan failed) are carried over untouched, metadata included.
+        for rid in sorted((set(manifests) | set(live_metas)) - plan.indexed - set(plan.removed)):
+            plan.carry_ids.extend(cid for entry in manifests.get(rid, {}).values() for cid in entry.chunk_ids)
+            plan.carry_ids.append(meta_point_id(rid))
         return plan
 
-    def _plan_repository(self, info: RepositoryInfo, plan: RunPlan) -> None:
+    def _plan_repository(self, info: RepositoryInfo, plan: RunPlan, old: dict[str, FileEntry]) -> None:
+        """Scan one repository and diff it against `old`, its manifest in the live version (empty: rebuild it)."""
         report = plan.reports[info.id] = RepoReport(info.id, ref=info.ref)
         try:
             files = self._scan(info, report)
         except CodesenseError as err:
             report.status, report.error = "error", str(err)
             return
-        old = self.store.manifest(plan.live, info.id) if plan.reuse else {}
         diff = plan_reindex(old, {path: fhash for path, (fhash, _) in files.items()})
         report.files_new, report.files_changed = len(diff.new), len(diff.changed)
         report.files_unchanged, report.files_deleted = len(diff.unchanged), len(diff.deleted)
@@ -273,11 +280,7 @@ class Indexer:
         live = plan.live
         collection = self.store.create_version(self.model.dimension)
         try:
-            carried = 0
-            if live and plan.compatible:
-                # Other repositories (and those whose scan failed) are carried over untouched.
-                carried += self.store.copy_other_repos(live, collection, plan.indexed | set(plan.removed))
-                carried += self.store.copy_points(live, collection, ids=plan.carry_ids)
+            carried = self.store.copy_points(live, collection, ids=plan.carry_ids) if live and plan.compatible else 0
             reusable = load_reusable_vectors(self.store, live, plan.changed_ids) if live and plan.reuse and plan.changed_ids else ReusableVectors()
             written = self._embed(plan.tasks, collection, plan.reports, on_progress, reusable)
             for rid, meta in plan.metas.items():
@@ -308,8 +311,10 @@ class Indexer:
         )  # fmt: skip
 
     def _count_totals(self, plan: RunPlan, collection: str) -> None:
+        """Chunks per repository, counted in the built version itself (one pass for every repository)."""
+        manifests = self.store.manifests(collection)
         for rid in plan.indexed:
-            plan.reports[rid].chunks_total = self.store.count_chunks(collection, rid)
+            plan.reports[rid].chunks_total = sum(len(entry.chunk_ids) for entry in manifests.get(rid, {}).values())
 
     def _keep_live(self, live: str, reports: dict[str, RepoReport], metas: dict[str, dict], started: float, stale: list[str]) -> IndexSummary:
         """Nothing changed: keep serving the live version as it is (no copy, no swap).
@@ -318,7 +323,7 @@ class Indexer:
         """
         current = self.store.repo_metas(live)
         for rid, meta in metas.items():
-            reports[rid].chunks_total = self.store.count_chunks(live, rid)
+            reports[rid].chunks_total = reports[rid].chunks_reused  # every chunk in its live manifest: nothing changed
             if current.get(rid, {}).get("ref") != meta["ref"]:
                 meta["chunks"] = reports[rid].chunks_total
                 self.store.write_repo_meta(live, meta)
@@ -328,11 +333,11 @@ class Indexer:
         )
 
     # --- steps ------------------------------------------------------------------------------------
-    def _compatible(self, live: str) -> bool:
+    def _compatible(self, live: str, metas: dict[str, dict]) -> bool:
         """Vectors can be reused only if they came from the same model, size and payload schema."""
         if self.store.dimension(live) != self.model.dimension:
             return False
-        return all(m.get("model") == self.model.name and m.get("schema") == INDEX_SCHEMA for m in self.store.repo_metas(live).values())
+        return all(m.get("model") == self.model.name and m.get("schema") == INDEX_SCHEMA for m in metas.values())
 
     def _scan(self, info: RepositoryInfo, report: RepoReport) -> dict[str, tuple[str, SourceFile]]:
         """Select and hash the repository's files: path → (content hash, file)."""

@@ -19,6 +19,10 @@ from codesense_ray.store.qdrant import IndexStore
 
 # Files per parse batch: small, so chunking starts streaming into the embedder early.
 PARSE_BATCH = 8
+# Chunks per embedding batch, in model batches: `encode` sorts each batch by length before padding it, so the
+# larger the window the less padding (MiniLM on 4.1k real chunks: 8 model batches per window pad 6.6 % more tokens
+# than one global sort, 32 model batches 1.7 %), at the cost of streaming fewer, larger batches to the writer.
+EMBED_WINDOW = 32
 
 
 def init_ray(cfg: Config) -> None:
@@ -122,18 +126,19 @@ def run_pipeline(
         ChunkFiles,
         fn_constructor_kwargs={"model": emb.model, "max_tokens": max_tokens, "min_tokens": cfg.index.min_chunk_tokens, "redact_secrets": cfg.secrets.redact},
         batch_size=PARSE_BATCH,
-        compute=ray.data.ActorPoolStrategy(size=min(cfg.index.parse_concurrency, blocks)),
+        # Chunking is ~20x cheaper than embedding: more parser processes than half the cores only take CPU from it.
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(cfg.index.parse_concurrency, blocks, cpus // 2))),
         num_cpus=0.5,  # light: leaves the cores to the embedder on small CPU machines
     )
     ds = ds.map_batches(
         EmbedChunks,
-        fn_constructor_kwargs={"cfg": emb.model_dump(), "threads": None if gpu else max(1, cpus // emb.concurrency), "reuse": reuse or None},
-        batch_size=emb.batch_size * 8,
+        fn_constructor_kwargs={"cfg": emb.model_dump(), "threads": None if gpu else max(1, cpus // emb.concurrency), "reuse": reuse or None, "eager": True},
+        batch_size=emb.batch_size * EMBED_WINDOW,
         compute=ray.data.ActorPoolStrategy(size=emb.concurrency),
         num_gpus=emb.num_gpus if gpu else 0,
         num_cpus=1 if gpu else 0.5,
     )
-    ds = ds.map_batches(add_sparse_vectors, batch_size=emb.batch_size * 8, num_cpus=0.25)
+    ds = ds.map_batches(add_sparse_vectors, batch_size=emb.batch_size * EMBED_WINDOW, num_cpus=0.25)
 
     if cfg.qdrant.url:
         ds = ds.map_batches(

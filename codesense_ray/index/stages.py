@@ -82,22 +82,29 @@ class EmbedChunks:
 
     `reuse` maps reuse keys (`chunk_reuse.embed_hash` of the embedded text) to stored vectors: those chunks
     keep their vector and only the rest reach the model. The model is loaded on the first chunk that needs
-    it, so a run that reuses everything never loads it. Adds columns `vector`, `embed_hash`, `reused`.
+    it, so a run that reuses everything never loads it — unless `eager`: a Ray Data actor loads it in its
+    constructor, while the parse actors chunk the first files, instead of after the first batch arrives.
+    Adds columns `vector`, `embed_hash`, `reused`.
     """
 
-    def __init__(self, cfg: EmbeddingConfig | dict, threads: int | None = None, reuse: dict[str, list[float]] | None = None) -> None:
+    def __init__(
+        self, cfg: EmbeddingConfig | dict, threads: int | None = None, reuse: dict[str, list[float]] | None = None, eager: bool = False
+    ) -> None:
         self.cfg = cfg if isinstance(cfg, EmbeddingConfig) else EmbeddingConfig.model_validate(cfg)
         self.threads = threads
         self.reuse = reuse or {}
-        self._embedder = None
+        self._embedder = self._load() if eager else None
 
     @property
     def embedder(self):
         if self._embedder is None:
-            from codesense_ray.index.embedding import SentenceTransformerEmbedder
-
-            self._embedder = SentenceTransformerEmbedder(self.cfg, threads=self.threads)
+            self._embedder = self._load()
         return self._embedder
+
+    def _load(self):
+        from codesense_ray.index.embedding import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(self.cfg, threads=self.threads)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from codesense_ray.index.chunk_reuse import embed_or_reuse

@@ -162,5 +162,5 @@ class MemoryReplica:
         mem = self.snapshot()
         return mem.line_counts.get((repo_id, path)) if mem else None
 
-    def manifest(self, collection: str, repo_id: str) -> dict[str, FileEntry]:
-        return self.primary.manifest(collection, repo_id)
+    def manifests(self, collection: str) -> dict[str, dict[str, FileEntry]]:
+        return self.primary.manifests(collection)

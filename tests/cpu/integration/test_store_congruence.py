@@ -93,7 +93,7 @@ def test_versions_manifest_and_counts_agree(indexed, other):
     _, store, _ = indexed
     ref_live, live = store.live_collection(), other.live_collection()
     assert ref_live and live
-    ref_manifest, manifest = store.manifest(ref_live, "payments"), other.manifest(live, "payments")
+    ref_manifest, manifest = store.manifests(ref_live)["payments"], other.manifests(live)["payments"]
     assert {p: (e.file_hash, sorted(e.chunk_ids)) for p, e in ref_manifest.items()} == {p: (e.file_hash, sorted(e.chunk_ids)) for p, e in manifest.items()}
     assert store.count_chunks(ref_live) == other.count_chunks(live) > 20
     assert store.repo_metas(ref_live)["payments"]["ref"] == other.repo_metas(live)["payments"]["ref"]

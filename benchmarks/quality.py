@@ -101,6 +101,18 @@ def project_config(name: str) -> Path:
 SET_PROJECT = {"handwritten": "own", "issues_payments": "own", "docstring": "devsets", "issues": "devsets", "bugs": "bugs"}
 
 
+def with_embedding_model(cfg_path: Path, model: str, tag: str) -> Path:
+    """A copy of a set's config that embeds with `model` into its own Qdrant directory (the embedding lever)."""
+    import yaml
+
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg.setdefault("embedding", {})["model"] = model
+    cfg.setdefault("qdrant", {})["path"] = str(cfg_path.parent / f"{cfg_path.stem}-{tag}-qdrant")
+    out = cfg_path.with_name(f"{cfg_path.stem}-{tag}.yaml")
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
 def ensure_index(cfg_path: Path) -> None:
     env = dict(os.environ, CODESENSE_HOME=str(cfg_path.parent / ".codesense"))
     subprocess.run([BIN, "index", "--config", str(cfg_path), "--no-progress", "--json"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -166,12 +178,16 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SET_PROJECT))
     ap.add_argument("--json")
     ap.add_argument("--bugs-config", type=Path, help="index/evaluate the bug set with this config (e.g. a subset of its repositories)")
+    ap.add_argument("--embedding-model", help="index and evaluate every set with this `embedding.model` (e.g. a fine-tuned directory) in separate indexes")
+    ap.add_argument("--tag", default="alt", help="suffix of the separate configs/indexes of --embedding-model")
     args = ap.parse_args()
     results = {}
     indexed: set[str] = set()
     for name in args.sets:
         project = SET_PROJECT[name]
         cfg_path = args.bugs_config.resolve() if project == "bugs" and args.bugs_config else project_config(project)
+        if args.embedding_model:
+            cfg_path = with_embedding_model(cfg_path, args.embedding_model, args.tag)
         if project not in indexed:
             ensure_index(cfg_path)
             indexed.add(project)

@@ -122,7 +122,7 @@ def train(model: Any, pairs: Sequence[Pair], settings: EmbeddingFinetuneConfig, 
     model.train()
     for step in range(1, steps + 1):
         batch = next(batches)
-        features = [model.tokenize([p.anchor for p in batch]), model.tokenize([p.positive for p in batch])]
+        features = [model.preprocess([p.anchor for p in batch]), model.preprocess([p.positive for p in batch])]
         loss = loss_fn(features, None)
         loss.backward()
         optimiser.step()

@@ -32,7 +32,7 @@ def test_finetune_registers_a_model_that_config_can_select(tmp_path, mlflow_home
     training = {"embedding": {"max_steps": 2, "batch_size": 4, "max_seq_length": 32, "exclude_datasets": [], "output_dir": "ft-model"}}
     cfg_path = write_config(tmp_path, [{"id": "payments", "path": "payments"}], training=training)
     res = subprocess.run([CODESENSE_BIN, "embeddings", "finetune", "--config", str(cfg_path), "--json"],
-                         capture_output=True, text=True, env=_env(mlflow_home), timeout=600)
+                         capture_output=True, text=True, env=_env(mlflow_home), timeout=1500)
     assert res.returncode == 0, res.stderr[-2000:]
     payload = json.loads(res.stdout)
     assert payload["pairs"]["docstring"] > 0 and payload["pairs"]["raise"] > 0

@@ -136,6 +136,7 @@ def train(model: Any, pairs: Sequence[Pair], settings: EmbeddingFinetuneConfig, 
 
 
 def mine(cfg) -> MiningReport:
+    """The pairs `training.embedding` asks for, from the configured repositories, evaluation gold excluded."""
     settings = training_config(cfg).embedding
     return mine_pairs(repository_functions(cfg), eval_exclusions(cfg, settings), settings.kinds)
 

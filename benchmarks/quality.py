@@ -48,7 +48,10 @@ FILE_VARIANTS: dict[str, tuple[str, float, bool]] = {
     "hybrid + file aggregation (decay 0.3)": ("legacy", 0.3, False),
     "frame path order + prior + aggregation": ("frames", 0.3, True),
     "hybrid + role prior + aggregation": ("legacy", 0.3, True),
+    "frame path order + role prior": ("frames", 0.0, True),
 }
+# Passage length of long queries (`search.passage_chars`), each fused with all signals + the role prior.
+PASSAGE_CHARS = {"passages <= 300 chars (+ prior)": 300, "passages <= 600 chars (+ prior)": 600, "one passage, whole query (+ prior)": 100_000}
 
 
 def frame_path_matches(retriever, query: str, repo_ids) -> list[str]:
@@ -98,6 +101,18 @@ def project_config(name: str) -> Path:
 SET_PROJECT = {"handwritten": "own", "issues_payments": "own", "docstring": "devsets", "issues": "devsets", "bugs": "bugs"}
 
 
+def with_embedding_model(cfg_path: Path, model: str, tag: str) -> Path:
+    """A copy of a set's config that embeds with `model` into its own Qdrant directory (the embedding lever)."""
+    import yaml
+
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg.setdefault("embedding", {})["model"] = model
+    cfg.setdefault("qdrant", {})["path"] = str(cfg_path.parent / f"{cfg_path.stem}-{tag}-qdrant")
+    out = cfg_path.with_name(f"{cfg_path.stem}-{tag}.yaml")
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
 def ensure_index(cfg_path: Path) -> None:
     env = dict(os.environ, CODESENSE_HOME=str(cfg_path.parent / ".codesense"))
     subprocess.run([BIN, "index", "--config", str(cfg_path), "--no-progress", "--json"], check=True, env=env, stdout=subprocess.DEVNULL)
@@ -115,7 +130,8 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
     cfg = load_config(cfg_path)
     retriever = build_retriever(cfg, long_lived=True)
     data = load_dataset(dataset_path)
-    per_variant: dict[str, list[dict]] = {v: [] for v in [*VARIANTS, *FILE_VARIANTS]}
+    per_variant: dict[str, list[dict]] = {v: [] for v in [*VARIANTS, *FILE_VARIANTS, *PASSAGE_CHARS]}
+    default_cfg = retriever.cfg
     started = time.perf_counter()
     indexed = set(retriever.repositories())
     questions = [q for q in data.questions if not q.repo or q.repo in indexed]  # a config may index a subset (--bugs-config)
@@ -127,7 +143,12 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
         framed.pop("path", None)
         if frame_path:
             framed["path"] = frame_path
-        ids = list(dict.fromkeys(pid for r in (rankings, framed) for ids in r.values() for pid in ids))
+        passaged = {}
+        for name, chars in PASSAGE_CHARS.items():
+            retriever.cfg = default_cfg.model_copy(update={"passage_chars": chars})
+            passaged[name] = {**rankings, "dense": retriever.dense_matches(q.question, [q.repo] if q.repo else [], default_cfg.candidates)}
+        retriever.cfg = default_cfg
+        ids = list(dict.fromkeys(pid for r in (rankings, framed, *passaged.values()) for ids in r.values() for pid in ids))
         paths = {pid: p["path"] for pid, p in retriever.store.payloads(ids).items()}
 
         def score(files: list[str]) -> dict:
@@ -140,6 +161,9 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
         for name, (order, decay, prior) in FILE_VARIANTS.items():
             fused = fuse_rankings(legacy if order == "legacy" else framed, ALL, cfg.search.rrf_k)
             ranked = aggregate_files(fused, paths, query=q.question, decay=decay, prior=ROLE_PRIOR if prior else None)
+            per_variant[name].append(score([path for path, _ in ranked]))
+        for name, passage_rankings in passaged.items():
+            ranked = aggregate_files(fuse_rankings(passage_rankings, ALL, cfg.search.rrf_k), paths, query=q.question, decay=0.0, prior=ROLE_PRIOR)
             per_variant[name].append(score([path for path, _ in ranked]))
     seconds = time.perf_counter() - started
     retriever.store.primary.client.close() if hasattr(retriever.store, "primary") else retriever.store.client.close()
@@ -154,12 +178,16 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=list(SET_PROJECT))
     ap.add_argument("--json")
     ap.add_argument("--bugs-config", type=Path, help="index/evaluate the bug set with this config (e.g. a subset of its repositories)")
+    ap.add_argument("--embedding-model", help="index and evaluate every set with this `embedding.model` (e.g. a fine-tuned directory) in separate indexes")
+    ap.add_argument("--tag", default="alt", help="suffix of the separate configs/indexes of --embedding-model")
     args = ap.parse_args()
     results = {}
     indexed: set[str] = set()
     for name in args.sets:
         project = SET_PROJECT[name]
         cfg_path = args.bugs_config.resolve() if project == "bugs" and args.bugs_config else project_config(project)
+        if args.embedding_model:
+            cfg_path = with_embedding_model(cfg_path, args.embedding_model, args.tag)
         if project not in indexed:
             ensure_index(cfg_path)
             indexed.add(project)

@@ -146,6 +146,9 @@ class SearchConfig(_Section):
     )
     candidates: int = Field(50, ge=1, description="Hits fetched from each signal (dense, sparse, symbol) before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant: larger flattens the rank bonus.")
+    passage_chars: int = Field(
+        1200, ge=100, description="A longer query is embedded in passages of whole paragraphs up to this many characters and their dense rankings fused (a bug report's prose and its traceback are matched separately)."
+    )
     memory_index: bool = Field(
         True, description="Embedded Qdrant: long-lived processes (Serve, eval, benchmarks) answer queries from an in-memory read replica of the live version, loaded on the first query and reloaded when the alias moves; one-shot CLI searches read Qdrant directly."
     )

@@ -143,6 +143,30 @@ class RegistryConfig(_Section):
     gate: str = Field("gates-model.yaml", description="Gate file `models promote` checks against the challenger's latest comparison (relative to codesense.yaml).")
 
 
+class EmbeddingFinetuneConfig(_Section):
+    """Contrastive fine-tuning of the embedding model on pairs mined from the indexed code (`codesense embeddings
+    finetune`). Like tuning an alert router on the incident history of your own services instead of a vendor's."""
+
+    base_model: str | None = Field(None, description="Model to start from (a name `embedding.model` accepts); unset: the configured `embedding.model`.")
+    kinds: list[Literal["docstring", "test", "raise"]] = Field(
+        default_factory=lambda: ["docstring", "test", "raise"],
+        description="Pairs to mine: `docstring` (docstring ↔ body), `test` (test ↔ the source function it calls), `raise` (raised error message ↔ function).",
+    )
+    exclude_datasets: list[str] = Field(
+        default_factory=lambda: ["data/eval/*.jsonl"],
+        description="Evaluation sets (globs relative to codesense.yaml) whose gold spans and named tests are never trained on.",
+    )
+    max_pairs: int = Field(4000, ge=8, description="Upper bound of mined pairs used (a seeded sample when more are found).")
+    holdout_fraction: float = Field(0.1, ge=0, lt=1, description="Share of pairs kept out of training to measure in-batch recall@1 before and after.")
+    max_steps: int = Field(150, ge=1, description="Optimiser steps (`--max-steps` overrides).")
+    batch_size: int = Field(32, ge=2, description="Pairs per step; every other pair of the batch is a negative (MultipleNegativesRankingLoss).")
+    max_seq_length: int = Field(128, ge=16, description="Tokens per text while training (shorter is faster on CPU).")
+    learning_rate: float = Field(2e-5, gt=0, description="AdamW learning rate (warm-up over the first 10% of steps).")
+    seed: int = Field(0, description="Random seed (pair sample, order, holdout).")
+    output_dir: str | None = Field(None, description="Where the model directory is saved; unset: `$CODESENSE_HOME/models/embedding-finetuned/`.")
+    model_name: str = Field("codesense-embedding", description="Registered model name in the MLflow registry (`models:/<name>@challenger`).")
+
+
 class TrainingConfig(_Section):
     """The model lifecycle: golden set from traces, teacher distillation, LoRA fine-tuning, registry and promotion."""
 
@@ -151,6 +175,7 @@ class TrainingConfig(_Section):
     distill: DistillConfig = Field(default_factory=DistillConfig, description="`codesense distill`.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="`codesense train`.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="`codesense models ...`.")
+    embedding: EmbeddingFinetuneConfig = Field(default_factory=EmbeddingFinetuneConfig, description="`codesense embeddings finetune`.")
 
 
 def training_config(cfg) -> TrainingConfig:

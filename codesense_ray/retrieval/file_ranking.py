@@ -26,8 +26,7 @@ DOC_SUFFIXES = (".md", ".rst", ".adoc")
 # Multipliers on a file's fused score by its role, unless the question asks for that role.
 ROLE_PRIOR = {"source": 1.0, "test": 0.5, "docs": 0.6}
 # Weight of a file's 2nd, 3rd, ... chunk relative to the one before (0: the best chunk alone decides).
-# 0.3 helped alone on the bug set (+.06 file_hit@1) but added nothing on top of the role prior, and is not
-# measured on the other sets yet: off by default.
+# 0.3 costs one question @1 on top of the role prior on the bug set (benchmarks/quality.py): off by default.
 AGGREGATION_DECAY = 0.0
 AGGREGATION_CHUNKS = 3
 # Asking *about* tests ("which test covers refunds?"), not reporting a failing one ("test failure on main").

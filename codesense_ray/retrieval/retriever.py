@@ -162,7 +162,7 @@ class Retriever:
 
     def dense_matches(self, query: str, repo_ids: Sequence[str], n: int) -> list[str]:
         """Nearest chunks to the query; a long query is embedded passage by passage and the lists fused."""
-        vecs = self.embedder.embed_queries(split_passages(query))
+        vecs = self.embedder.embed_queries(split_passages(query, self.cfg.passage_chars))
         lists = self.store.dense_search(vecs, n, repo_ids)
         if len(lists) == 1:
             return lists[0]

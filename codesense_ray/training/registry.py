@@ -127,16 +127,17 @@ class StudentRegistry:
         self.client.set_terminated(run_id)
         return run_id
 
-    def register(self, run_id: str, *, tags: dict[str, Any] | None = None, alias: str = CHALLENGER) -> ModelVersionInfo:
-        """A new version from the run's `adapter` artifact, with `alias` (default `challenger`) moved onto it."""
+    def register(self, run_id: str, *, tags: dict[str, Any] | None = None, alias: str = CHALLENGER, artifact: str = "adapter",
+                 description: str = "LoRA adapters of the codesense student model (base model in each version's tags).") -> ModelVersionInfo:
+        """A new version from the run's `artifact` directory, with `alias` (default `challenger`) moved onto it."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(self.model_name)
         except MlflowException:
-            self.client.create_registered_model(self.model_name, description="LoRA adapters of the codesense student model (base model in each version's tags).")
+            self.client.create_registered_model(self.model_name, description=description)
         run = self.client.get_run(run_id)
-        source = run.info.artifact_uri.rstrip("/") + "/adapter"
+        source = run.info.artifact_uri.rstrip("/") + "/" + artifact
         mv = self.client.create_model_version(self.model_name, source, run_id=run_id, tags={k: str(v) for k, v in (tags or {}).items()})
         self.client.set_registered_model_alias(self.model_name, alias, mv.version)
         return self.get(int(mv.version))
@@ -246,20 +247,20 @@ class StudentRegistry:
         return {"model": self.model_name, "champion": target, "previous": current.version}
 
     # --- load -----------------------------------------------------------------------------------------
-    def download(self, version: ModelVersionInfo, cache: Path) -> Path:
-        """The adapter files of `version` in a local directory (downloaded once into `cache`)."""
+    def download(self, version: ModelVersionInfo, cache: Path, marker: str = "adapter_config.json") -> Path:
+        """The files of `version` in a local directory (downloaded once into `cache`; `marker` proves a complete copy)."""
         import mlflow
 
         target = cache / f"{self.model_name}-v{version.version}"
-        if (target / "adapter_config.json").is_file():
+        if (target / marker).is_file():
             return target
         tmp = target.with_name(target.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         local = mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(tmp), tracking_uri=self.tracking_uri)
         src = Path(local)
-        if not (src / "adapter_config.json").is_file():
-            raise RegistryError(f"{self.model_name} v{version.version}: no adapter_config.json in {version.source}")
+        if not (src / marker).is_file():
+            raise RegistryError(f"{self.model_name} v{version.version}: no {marker} in {version.source}")
         shutil.rmtree(target, ignore_errors=True)
         if src != tmp:
             shutil.move(str(src), str(target))
@@ -269,14 +270,20 @@ class StudentRegistry:
         return target
 
 
-def resolve_adapter_uri(uri: str, home: Path, tracking_uri: str | None = None) -> Path:
-    """`models:/codesense-student@champion` (or `/3`) → a local adapter directory, downloaded once under
-    `home/models/registry/`. Used by the `local` generator."""
+def resolve_version(uri: str, home: Path, tracking_uri: str | None = None) -> tuple[StudentRegistry, ModelVersionInfo]:
+    """The registry and the version `models:/name@alias` (or `models:/name/3`) points at."""
     name, alias, version = parse_model_uri(uri)
     registry = StudentRegistry(resolve_tracking_uri(tracking_uri, home), name)
     info = registry.by_alias(alias) if alias else registry.get(version or 0)
     if info is None:
         raise RegistryError(f"{uri}: {name} has no alias `{alias}`")
+    return registry, info
+
+
+def resolve_adapter_uri(uri: str, home: Path, tracking_uri: str | None = None) -> Path:
+    """`models:/codesense-student@champion` (or `/3`) → a local adapter directory, downloaded once under
+    `home/models/registry/`. Used by the `local` generator."""
+    registry, info = resolve_version(uri, home, tracking_uri)
     return registry.download(info, Path(home) / "models" / "registry")
 
 
@@ -292,3 +299,11 @@ def resolve_registered_student(uri: str, home: Path) -> tuple[str, str | None, P
     if not base:
         raise RegistryError(f"{uri}: the adapter does not name its base model ({ADAPTER_META} missing)")
     return base, meta.get("gguf_file"), adapter
+
+
+def resolve_registered_embedding(uri: str, home: Path, tracking_uri: str | None = None) -> tuple[Path, str]:
+    """(local model directory, `models:/name/<version>`) of a registered embedding model — the pinned URI names the
+    exact version, so moving an alias changes the model the index records and forces a re-embed."""
+    registry, info = resolve_version(uri, home, tracking_uri)
+    path = registry.download(info, Path(home) / "models" / "registry", marker="modules.json")
+    return path, f"models:/{registry.model_name}/{info.version}"

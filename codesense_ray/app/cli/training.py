@@ -1,4 +1,5 @@
-"""`codesense dataset golden`, `codesense distill`, `codesense train`, `codesense models list|compare|promote|rollback`.
+"""`codesense dataset golden`, `codesense distill`, `codesense train`, `codesense models list|compare|promote|rollback`,
+`codesense embeddings finetune`.
 
 Wire into the main parser with `register(sub, common)`. Exit codes: 0 done, 1 a gate refused a promotion (or a
 step failed), 2 bad input (config, dataset, version, gate file), 3 no index yet, 5 the teacher is unreachable.
@@ -77,6 +78,21 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     m = msub.add_parser("rollback", parents=[common], help="move `champion` back to the previous champion")
     m.add_argument("--to", type=positive_int, default=None, metavar="VERSION", help="roll back to this version")
     m.set_defaults(handler=cmd_models_rollback)
+
+    p = sub.add_parser("embeddings", parents=[common], help="the embedding model: fine-tune it on pairs mined from the indexed code")
+    esub = p.add_subparsers(dest="embeddings_command", metavar="SUBCOMMAND", required=True)
+    e = esub.add_parser(
+        "finetune",
+        parents=[common],
+        help="mine (docstring|test|error ↔ code) pairs from the repositories, train with MultipleNegativesRankingLoss, register the model",
+        description="Mine pairs from the configured repositories (never from the gold of training.embedding.exclude_datasets), fine-tune "
+        "training.embedding.base_model (default: embedding.model) on CPU, save a sentence-transformers directory, log the run to MLflow and "
+        "register it as `models:/<training.embedding.model_name>@challenger`. Set `embedding.model` to that URI (or the directory) and re-index.",
+    )
+    e.add_argument("--max-steps", type=positive_int, default=None, metavar="N", help="optimiser steps (default: training.embedding.max_steps)")
+    e.add_argument("--output", default=None, metavar="DIR", help="model directory (default: training.embedding.output_dir)")
+    e.add_argument("--no-register", action="store_true", help="train and log, but do not register a model version")
+    e.set_defaults(handler=cmd_embeddings_finetune)
 
 
 
@@ -170,6 +186,36 @@ def _shutdown_ray() -> None:
 
         if ray.is_initialized():
             ray.shutdown()
+
+
+# --- embeddings --------------------------------------------------------------------------------------
+def cmd_embeddings_finetune(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from codesense_ray.training.embedding_finetune import finetune_embeddings, log_and_register
+
+    cfg = _load(args)
+    result = finetune_embeddings(cfg, max_steps=args.max_steps, output=Path(args.output).resolve() if args.output else None,
+                                 on_step=None if args.json else _step_progress)
+    if not args.json:
+        print(file=sys.stderr)  # end the progress line
+    payload = {**result.to_dict(), **log_and_register(cfg, result, register=not args.no_register)}
+
+    def human() -> None:
+        pairs = ", ".join(f"{n} {kind}" for kind, n in sorted(payload["pairs"].items()))
+        print(f"mined {pairs} pairs ({payload['dropped'].get('excluded_gold', 0)} excluded as evaluation gold); "
+              f"trained {payload['steps']} steps on {payload['train_pairs']} in {payload['seconds']:.0f}s")
+        print(f"  probe recall@1 {payload['probe_recall_before']} → {payload['probe_recall_after']} on {payload['probe_pairs']} held-out pairs")
+        print(f"  model {payload['model_dir']}; MLflow run {payload['run_id']}")
+        if payload["uri"]:
+            print(f"  registered {payload['model']} v{payload['version']}: set `embedding.model: {payload['uri']}` and re-index")
+
+    emit(args, payload, human)
+    return 0
+
+
+def _step_progress(step: int, loss: float) -> None:
+    print(f"\rfinetune: step {step} loss {loss:.4f}", end="", file=sys.stderr, flush=True)
 
 
 # --- models ------------------------------------------------------------------------------------------

@@ -41,35 +41,33 @@ class RetrieverDeployment:
         s = _config(config).serve
         self.retriever = build_serve_retriever(_config(config), threads=max(1, round(s.retriever_num_cpus)))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-cpu")
-        self._embed = serve.batch(max_batch_size=s.query_batch_size, batch_wait_timeout_s=s.query_batch_wait_ms / 1000)(self._embed_batch)
+        self.embed_passages = serve.batch(max_batch_size=s.query_batch_size, batch_wait_timeout_s=s.query_batch_wait_ms / 1000)(self._embed_batch)
 
     async def _in_worker(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args, **kwargs))
 
-    async def _embed_batch(self, passages: list[list[str]]) -> list[np.ndarray]:
-        """One model call for the passages of every query in the batch; each query gets its own rows back."""
+    async def _embed_batch(self, passages: list[list[str]]) -> list[tuple[np.ndarray, int]]:
+        """One model call for the passages of every query in the batch; each query gets its own rows back, with
+        the number of queries that shared the call."""
         vectors = await self._in_worker(self.retriever.embedder.embed_queries, [p for ps in passages for p in ps])
         bounds = np.cumsum([0] + [len(ps) for ps in passages])
-        return [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        return [(vectors[a:b], len(passages)) for a, b in zip(bounds[:-1], bounds[1:])]
 
     async def search(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
-        result = await self.search_timed(query, k, repo_ids)
-        return result if "__error__" in result else result["hits"]
-
-    async def search_timed(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
-        """Hits plus the seconds this query waited for its embedding (the ingress exports them as a stage)."""
-        timings: dict[str, float] = {}
+        """Hits, the seconds this query waited for its embedding, and the size of the batch it was embedded in
+        (the ingress exports both as metrics)."""
+        result: dict[str, Any] = {"timings": {}}
         try:
             passages = self.retriever.passages_to_embed(query)
             vectors = None
             if passages:
                 started = time.perf_counter()
-                vectors = await self._embed(passages)
-                timings["embed_query"] = time.perf_counter() - started
+                vectors, result["batch"] = await self.embed_passages(passages)
+                result["timings"]["embed_query"] = time.perf_counter() - started
             hits = await self._in_worker(self.retriever.search, query, k, repo_ids, query_vectors=vectors)
         except CodesenseError as err:
             return _as_error(err)
-        return {"hits": [asdict(h) for h in hits], "timings": timings}
+        return result | {"hits": [asdict(h) for h in hits]}
 
     def index_metadata(self) -> dict:
         """Per repository of the live index: ref, indexed_at, chunks (index freshness gauges)."""
@@ -118,16 +116,16 @@ class GeneratorDeployment:
 class _HandleRetriever:
     """The `Retriever` interface over a deployment handle, so `RagAnswerer` runs unchanged in the ingress."""
 
-    def __init__(self, handle, on_timings=None) -> None:
+    def __init__(self, handle, on_search=None) -> None:
         self.handle = handle
-        self.on_timings = on_timings
+        self.on_search = on_search
 
     def search(self, query: str, k: int | None = None, repo_ids=()):
         from codesense_ray.retrieval.retriever import SearchHit
 
-        result = _raise_remote_error(self.handle.search_timed.remote(query, k, list(repo_ids)).result())
-        if self.on_timings:
-            self.on_timings(result["timings"])
+        result = _raise_remote_error(self.handle.search.remote(query, k, list(repo_ids)).result())
+        if self.on_search:
+            self.on_search(result)
         return [SearchHit(**r) for r in result["hits"]]
 
     def file_line_count(self, repo: str, path: str) -> int | None:
@@ -186,7 +184,11 @@ class Ingress:
         metrics = Metrics()
         monitor = ServeMonitor.from_config(cfg, metrics.registry, metrics.stage, lambda: retriever.index_metadata.remote().result())
         # The same composition as the CLI's, with the retriever and generator behind deployment handles.
-        handle_retriever = monitor.wrap_retriever(_HandleRetriever(retriever, monitor.on_timings))
+        def on_search(result: dict) -> None:
+            monitor.on_timings(result["timings"])
+            metrics.query_batch(result.get("batch"))
+
+        handle_retriever = monitor.wrap_retriever(_HandleRetriever(retriever, on_search))
         self.answerer = monitor.wrap_answerer(build_answerer(cfg, handle_retriever, generator=monitor.wrap_generator(gen)))
         self.api = create_api(self.answerer, retriever, metrics, auth_token, gen, max_query_chars=cfg.search.max_query_chars)
         monitor.install_routes(self.api)

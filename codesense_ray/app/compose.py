@@ -97,7 +97,7 @@ def build_retriever(cfg: Config, store: VectorStore | None = None, *, long_lived
 CONFIGURED = object()
 
 
-def build_serve_retriever(cfg: Config, threads: int | None = None):
+def build_serve_retriever(cfg: Config, threads: int = 1):
     """The Serve retriever replica's `Retriever`: long-lived (in-memory replica on embedded Qdrant, query cache),
     torch limited to `threads`, and unlike `build_retriever` it does not require an index yet — the app starts,
     and answers 503 until one exists."""
@@ -106,9 +106,13 @@ def build_serve_retriever(cfg: Config, threads: int | None = None):
     return Retriever(query_store(cfg, open_store(cfg), long_lived=True), query_embedder(cfg, long_lived=True, threads=threads), cfg.search)
 
 
-def query_embedder(cfg: Config, *, long_lived: bool, threads: int | None = None):
+def query_embedder(cfg: Config, *, long_lived: bool, threads: int = 1):
     """The configured embedding model for queries; a long-lived process puts the LRU query cache
-    (`search.query_cache_size`) in front of it."""
+    (`search.query_cache_size`) in front of it.
+
+    One torch thread by default: a query is a few dozen tokens, and intra-op threads only wait for each other
+    on a busy host (measured on the 2-core CI machine at load 7: 80 ms per search with 1 thread, 1.1 s with 2).
+    """
     from codesense_ray.index.embedding import QueryEmbeddingCache, SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(cfg.embedding, threads=threads)

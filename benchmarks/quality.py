@@ -146,7 +146,8 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
         passaged = {}
         for name, chars in PASSAGE_CHARS.items():
             retriever.cfg = default_cfg.model_copy(update={"passage_chars": chars})
-            passaged[name] = {**rankings, "dense": retriever.dense_matches(q.question, [q.repo] if q.repo else [], default_cfg.candidates)}
+            vectors = retriever.embedder.embed_queries(retriever.passages_to_embed(q.question))
+            passaged[name] = {**rankings, "dense": retriever.dense_matches(vectors, [q.repo] if q.repo else [], default_cfg.candidates)}
         retriever.cfg = default_cfg
         ids = list(dict.fromkeys(pid for r in (rankings, framed, *passaged.values()) for ids in r.values() for pid in ids))
         paths = {pid: p["path"] for pid, p in retriever.store.payloads(ids).items()}

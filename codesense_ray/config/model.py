@@ -152,6 +152,9 @@ class SearchConfig(_Section):
     memory_index: bool = Field(
         True, description="Embedded Qdrant: long-lived processes (Serve, eval, benchmarks) answer queries from an in-memory read replica of the live version, loaded on the first query and reloaded when the alias moves; one-shot CLI searches read Qdrant directly."
     )
+    query_cache_size: int = Field(
+        1024, ge=0, description="Long-lived processes (Serve, MCP, eval): vectors of this many recent distinct queries are kept (LRU), so a repeated query skips the embedding model; 0 turns the cache off."
+    )
     weights: dict[str, float] = Field(
         default_factory=lambda: {"dense": 1.0, "sparse": 1.0, "symbol": 1.0, "path": 1.0},
         description="Per-signal weight in the fusion: `dense`, `sparse`, `symbol` (definitions), `path` (files the query names). 0 switches one off.",
@@ -187,6 +190,15 @@ class ServeConfig(_Section):
     min_replicas: int = Field(1, ge=0, description="Autoscaling lower bound.")
     max_replicas: int = Field(4, ge=1, description="Autoscaling upper bound.")
     target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling target of in-flight requests per replica.")
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="Requests one ingress or retriever replica accepts at once (both are async: waiting requests cost no thread). Ray's default of 5 left the rest polling in the proxy's router with backoff."
+    )
+    query_batch_size: int = Field(
+        16, ge=1, description="Retriever: at most this many concurrent queries' passages are embedded in one model call (`@serve.batch`); 1 turns batching off."
+    )
+    query_batch_wait_ms: float = Field(
+        2.0, ge=0, description="Retriever: how long the first query of a batch waits for others to join before the model runs (milliseconds)."
+    )
 
 
 class Config(_Section):

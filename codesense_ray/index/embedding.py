@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -188,3 +190,56 @@ class SentenceTransformerEmbedder:
             [self.query_instruction + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return vecs.astype(np.float32, copy=False)
+
+
+class QueryEmbeddingCache:
+    """An `Embedder` that remembers the vectors of the most recent distinct queries (LRU, at most `size`).
+
+    Like a CDN edge cache in front of an origin: people repeat questions (an IDE assistant re-asks, a chat turn
+    re-retrieves), and a repeated query costs a dictionary lookup instead of a model forward pass. Vectors are
+    deterministic for a given model, so a hit returns exactly what the model would. Documents are never cached.
+    """
+
+    def __init__(self, inner: Embedder, size: int) -> None:
+        self.inner = inner
+        self.size = size
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self.max_seq_length = inner.max_seq_length
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        found = self._lookup(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            vectors = self.inner.embed_queries(missing)
+            found.update(zip(missing, vectors))
+            self._remember(missing, vectors)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[t] for t in texts])  # new rows: callers cannot edit the cached vectors
+
+    def _lookup(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            found = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for t in found:
+                self._vectors.move_to_end(t)
+        return found
+
+    def _remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        with self._lock:
+            for text, vector in zip(texts, vectors):
+                self._vectors[text] = np.array(vector, dtype=np.float32)  # a copy: not a view pinning the batch
+                self._vectors.move_to_end(text)
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)

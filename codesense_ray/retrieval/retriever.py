@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
+
 from codesense_ray.config import SearchConfig
 from codesense_ray.index.embedding import Embedder
 from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
@@ -102,13 +104,21 @@ class Retriever:
             self._metas = (live, self.store.repo_metas(live))
         return self._metas[1]
 
-    def search(self, query: str, k: int | None = None, repo_ids: Sequence[str] = ()) -> list[SearchHit]:
+    def passages_to_embed(self, query: str) -> list[str]:
+        """The texts the dense signal embeds for `query` (none when it is off). A caller that batches query
+        embeddings across requests (the Serve retriever) embeds these itself and passes `query_vectors`."""
+        if self.embedder is None or self.cfg.weights.get("dense", 1.0) <= 0:
+            return []
+        return split_passages(query, self.cfg.passage_chars)
+
+    def search(self, query: str, k: int | None = None, repo_ids: Sequence[str] = (), *, query_vectors: np.ndarray | None = None) -> list[SearchHit]:
+        """Ranked chunk hits; `query_vectors`: the embeddings of `passages_to_embed(query)`, when already computed."""
         k = k or self.cfg.k
         metas = self.repositories()
         unknown = [r for r in repo_ids if r not in metas]
         if unknown:
             raise RepositoryNotFound(f"unknown repository '{unknown[0]}' (indexed: {', '.join(sorted(metas)) or 'none'})")
-        rankings = self.rank_signals(query, repo_ids)
+        rankings = self.rank_signals(query, repo_ids, query_vectors=query_vectors)
         fused = fuse_rankings(rankings, self.cfg.weights, self.cfg.rrf_k)[:k]
         ranks = {sig: {pid: i + 1 for i, pid in enumerate(ids)} for sig, ids in rankings.items()}
         payloads = self.store.payloads([pid for pid, _ in fused])
@@ -144,13 +154,15 @@ class Retriever:
         root = meta.get("root")
         return line_url(meta.get("web_url"), meta.get("host_kind") or "generic", meta.get("ref"), path, start, end, local_root=root)
 
-    def rank_signals(self, query: str, repo_ids: Sequence[str] = ()) -> dict[str, list[str]]:
+    def rank_signals(self, query: str, repo_ids: Sequence[str] = (), *, query_vectors: np.ndarray | None = None) -> dict[str, list[str]]:
         """Ranked point ids from each signal, best first."""
         n = self.cfg.candidates
         rankings: dict[str, list[str]] = {}
         weights = self.cfg.weights
-        if self.embedder is not None and weights.get("dense", 1.0) > 0:
-            rankings["dense"] = self.dense_matches(query, repo_ids, n)
+        passages = self.passages_to_embed(query)
+        if passages:
+            vectors = query_vectors if query_vectors is not None else self.embedder.embed_queries(passages)
+            rankings["dense"] = self.dense_matches(vectors, repo_ids, n)
         if weights.get("sparse", 1.0) > 0:
             idx, val = query_sparse_vector(query)
             rankings["sparse"] = self.store.sparse_search(idx, val, n, repo_ids)
@@ -160,10 +172,9 @@ class Retriever:
             rankings["path"] = self.path_matches(query, repo_ids)[:n]
         return {sig: ids for sig, ids in rankings.items() if ids}
 
-    def dense_matches(self, query: str, repo_ids: Sequence[str], n: int) -> list[str]:
-        """Nearest chunks to the query; a long query is embedded passage by passage and the lists fused."""
-        vecs = self.embedder.embed_queries(split_passages(query, self.cfg.passage_chars))
-        lists = self.store.dense_search(vecs, n, repo_ids)
+    def dense_matches(self, vectors: np.ndarray, repo_ids: Sequence[str], n: int) -> list[str]:
+        """Nearest chunks to the query's passage vectors (a long query is embedded passage by passage); the lists fused."""
+        lists = self.store.dense_search(vectors, n, repo_ids)
         if len(lists) == 1:
             return lists[0]
         return [pid for pid, _ in fuse_rankings({str(i): ids for i, ids in enumerate(lists)}, k=self.cfg.rrf_k)][:n]

@@ -33,8 +33,11 @@ def build_app(cfg: Config):
     if not cfg.qdrant.url and (retriever_replicas > 1 or cfg.serve.autoscaling):
         raise CodesenseError("serve.retriever_replicas: embedded Qdrant allows one process; set qdrant.url to scale the retriever")
     s = cfg.serve
+    # Async replicas queue waiting requests themselves (cheaply, in order); Ray's default of 5 in flight left the
+    # rest retrying in the proxy's router with exponential backoff — the collapse at 32 concurrent clients.
+    ongoing = {"max_ongoing_requests": s.max_ongoing_requests}
     retriever = serve.deployment(
-        RetrieverDeployment, name="retriever", ray_actor_options={"num_cpus": s.retriever_num_cpus}, **_autoscaling(cfg, retriever_replicas)
+        RetrieverDeployment, name="retriever", ray_actor_options={"num_cpus": s.retriever_num_cpus}, **ongoing, **_autoscaling(cfg, retriever_replicas)
     ).bind(config)
     generator = None
     if cfg.generator.backend != "extractive":
@@ -43,7 +46,7 @@ def build_app(cfg: Config):
         generator = serve.deployment(GeneratorDeployment, name="generator", ray_actor_options=options, **_autoscaling(cfg, s.generator_replicas)).bind(config)
     token = require_auth_token(s.auth_token_env)  # set but empty/unset: refuse to start, never serve open
     # The ingress only routes and verifies: a small CPU share keeps it schedulable beside the model replicas.
-    ingress = serve.deployment(serve.ingress()(Ingress), name="ingress", num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": 0.25})
+    ingress = serve.deployment(serve.ingress()(Ingress), name="ingress", num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": 0.25}, **ongoing)
     return ingress.bind(retriever, generator, config, token)
 
 

@@ -7,52 +7,84 @@ same objects. Nothing binds here; `app.serve.app.build_app` does.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from functools import partial
 from typing import Any, Iterator
 
+import numpy as np
 from fastapi import FastAPI
 
 from codesense_ray.answering.generators.base import Generation
 from codesense_ray.app.serve.http import _as_error, _error_payload, _raise_remote_error, create_api, error_status
 from codesense_ray.app.serve.metrics import Metrics
 from codesense_ray.config import Config, config_from_dict
-from codesense_ray.errors import CodesenseError, GeneratorError
+from codesense_ray.errors import CodesenseError, GeneratorError, IndexNotBuilt
 
 class RetrieverDeployment:
-    """Holds the embedding model and the Qdrant client. Embedded Qdrant: exactly one replica."""
+    """Holds the embedding model and the index. Embedded Qdrant: exactly one replica.
+
+    Async, so the replica's event loop only coordinates: the query passages of concurrent requests are embedded
+    in one model call (`@serve.batch`, sized by `serve.query_batch_size`), and every CPU-bound step — the model,
+    the index search — runs in one worker thread whose torch uses the replica's CPU share. A single kitchen
+    line instead of 32 cooks fighting over two stoves: no oversubscribed cores, and `status` (/healthz) and
+    line counts answer while searches run.
+    """
 
     def __init__(self, config: dict) -> None:
+        from ray import serve
+
         from codesense_ray.app.compose import build_serve_retriever
-        from codesense_ray.app.serve.instrumentation import TimedEmbedder
 
-        self.retriever = build_serve_retriever(_config(config), wrap_embedder=TimedEmbedder)
-        self.embedder = self.retriever.embedder
+        s = _config(config).serve
+        self.retriever = build_serve_retriever(_config(config), threads=max(1, round(s.retriever_num_cpus)))
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-cpu")
+        self.embed_passages = serve.batch(max_batch_size=s.query_batch_size, batch_wait_timeout_s=s.query_batch_wait_ms / 1000)(self._embed_batch)
 
-    def search(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
+    async def _in_worker(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args, **kwargs))
+
+    async def _embed_batch(self, passages: list[list[str]]) -> list[tuple[np.ndarray, int]]:
+        """One model call for the passages of every query in the batch; each query gets its own rows back, with
+        the number of queries that shared the call."""
+        vectors = await self._in_worker(self.retriever.embedder.embed_queries, [p for ps in passages for p in ps])
+        bounds = np.cumsum([0] + [len(ps) for ps in passages])
+        return [(vectors[a:b], len(passages)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    async def search(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
+        """Hits, the seconds this query waited for its embedding, and the size of the batch it was embedded in
+        (the ingress exports both as metrics)."""
+        result: dict[str, Any] = {"timings": {}}
         try:
-            return [asdict(h) for h in self.retriever.search(query, k=k, repo_ids=repo_ids)]
+            passages = self.retriever.passages_to_embed(query)
+            vectors = None
+            if passages:
+                started = time.perf_counter()
+                vectors, result["batch"] = await self.embed_passages(passages)
+                result["timings"]["embed_query"] = time.perf_counter() - started
+            hits = await self._in_worker(self.retriever.search, query, k, repo_ids, query_vectors=vectors)
         except CodesenseError as err:
             return _as_error(err)
-
-    def search_timed(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
-        """`search` plus the seconds spent embedding the query (the ingress exports them as a stage)."""
-        with self.embedder.measure() as timings:
-            rows = self.search(query, k, repo_ids)
-        return rows if isinstance(rows, dict) else {"hits": rows, "timings": timings}
+        return result | {"hits": [asdict(h) for h in hits]}
 
     def index_metadata(self) -> dict:
         """Per repository of the live index: ref, indexed_at, chunks (index freshness gauges)."""
-        live = self.retriever.store.live_collection()
-        return {} if live is None else self.retriever.store.repo_metas(live)
+        try:
+            return self.retriever.repositories()
+        except IndexNotBuilt:
+            return {}
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         return self.retriever.file_line_count(repo, path)
 
     def status(self) -> dict:
-        live = self.retriever.store.live_collection()
-        if live is None:
+        # Read from the retriever's per-version cache: /healthz never scans the index.
+        try:
+            live, metas = self.retriever.live(), self.retriever.repositories()
+        except IndexNotBuilt:
             return {"ready": False}
-        metas = self.retriever.store.repo_metas(live)
         return {"ready": True, "collection": live, "repos": {r: m.get("ref") for r, m in sorted(metas.items())}}
 
 
@@ -92,16 +124,16 @@ class GeneratorDeployment:
 class _HandleRetriever:
     """The `Retriever` interface over a deployment handle, so `RagAnswerer` runs unchanged in the ingress."""
 
-    def __init__(self, handle, on_timings=None) -> None:
+    def __init__(self, handle, on_search=None) -> None:
         self.handle = handle
-        self.on_timings = on_timings
+        self.on_search = on_search
 
     def search(self, query: str, k: int | None = None, repo_ids=()):
         from codesense_ray.retrieval.retriever import SearchHit
 
-        result = _raise_remote_error(self.handle.search_timed.remote(query, k, list(repo_ids)).result())
-        if self.on_timings:
-            self.on_timings(result["timings"])
+        result = _raise_remote_error(self.handle.search.remote(query, k, list(repo_ids)).result())
+        if self.on_search:
+            self.on_search(result)
         return [SearchHit(**r) for r in result["hits"]]
 
     def file_line_count(self, repo: str, path: str) -> int | None:
@@ -165,7 +197,11 @@ class Ingress:
         metrics = Metrics()
         monitor = ServeMonitor.from_config(cfg, metrics.registry, metrics.stage, lambda: retriever.index_metadata.remote().result())
         # The same composition as the CLI's, with the retriever and generator behind deployment handles.
-        handle_retriever = monitor.wrap_retriever(_HandleRetriever(retriever, monitor.on_timings))
+        def on_search(result: dict) -> None:
+            monitor.on_timings(result["timings"])
+            metrics.query_batch(result.get("batch"))
+
+        handle_retriever = monitor.wrap_retriever(_HandleRetriever(retriever, on_search))
         self.answerer = monitor.wrap_answerer(build_answerer(cfg, handle_retriever, generator=monitor.wrap_generator(gen)))
         self.api = create_api(self.answerer, retriever, metrics, auth_token, gen, max_query_chars=cfg.search.max_query_chars)
         monitor.install_routes(self.api)

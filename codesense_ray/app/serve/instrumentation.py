@@ -16,8 +16,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Callable
 
 from codesense_ray.monitoring.metrics import RagMetrics
@@ -38,47 +36,6 @@ def error_reason(err: Any) -> str:
     if "connect" in text or "refused" in text or "unreachable" in text:
         return "connection"
     return "other"
-
-
-class TimedEmbedder:
-    """Wraps an embedder; `measure()` collects the seconds spent embedding queries in the current thread."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self._local = threading.local()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner" or name.startswith("__"):  # copy/pickle probes before __init__ ran: no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def embed_queries(self, texts):
-        started = time.perf_counter()
-        try:
-            return self.inner.embed_queries(texts)
-        finally:
-            self._add(time.perf_counter() - started)
-
-    def embed_query(self, text):
-        started = time.perf_counter()
-        try:
-            return self.inner.embed_query(text)
-        finally:
-            self._add(time.perf_counter() - started)
-
-    def _add(self, seconds: float) -> None:
-        acc = getattr(self._local, "acc", None)
-        if acc is not None:
-            acc["embed_query"] = acc.get("embed_query", 0.0) + seconds
-
-    @contextmanager
-    def measure(self) -> Iterator[dict[str, float]]:
-        acc: dict[str, float] = {}
-        self._local.acc = acc
-        try:
-            yield acc
-        finally:
-            self._local.acc = None
 
 
 class _InstrumentedRetriever:

@@ -17,6 +17,9 @@ class Metrics:
             "codesense_citation_validity", "Share of an answer's citations that verified.", buckets=(0.0, 0.25, 0.5, 0.75, 0.99, 1.0), registry=self.registry
         )
         self.invalid = Counter("codesense_citations_removed_total", "Citations removed because they did not verify.", registry=self.registry)
+        self.batches = Histogram(
+            "codesense_query_batch_size", "Queries whose embeddings shared one model call in the retriever.", buckets=(1, 2, 4, 8, 16, 32, 64), registry=self.registry
+        )
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path, str(status)).inc()
@@ -24,6 +27,11 @@ class Metrics:
 
     def stage(self, name: str, seconds: float) -> None:
         self.stages.labels(name).observe(seconds)
+
+    def query_batch(self, size: int | None) -> None:
+        """Seen once per query: the size of the embedding batch it was part of (None: nothing was embedded)."""
+        if size:
+            self.batches.observe(size)
 
     def answer(self, answer) -> None:
         self.stage("answer", answer.latency_s)

@@ -6,8 +6,10 @@ whole graph (ingress → retriever deployment → generator deployment) runs as 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import subprocess
 
 import httpx
@@ -45,6 +47,7 @@ def app(tmp_path_factory, llm):
         generator={"backend": "openai", "base_url": server.url + "/v1", "model": "qwen2.5-coder", "timeout_s": 5},
         serve={"auth_token_env": "CODESENSE_TEST_TOKEN"},
         tracing={"backend": "none"},
+        search={"query_cache_size": 0},  # every query reaches the model: the concurrency test compares real embeddings
     )
     env = dict(os.environ, CODESENSE_HOME=str(project / ".codesense"), CODESENSE_TEST_TOKEN=TOKEN)
     cfg = str(project / "codesense.yaml")
@@ -150,3 +153,34 @@ def test_metrics_exposes_requests_latency_and_citations(app):
     assert 'codesense_requests_total{path="/v1/search",status="200"}' in text
     assert "codesense_request_seconds_bucket" in text and "codesense_stage_seconds_bucket" in text
     assert "codesense_citation_validity_bucket" in text
+
+
+CONCURRENT_QUERIES = [
+    f"{q} ({i})"
+    for i, q in enumerate(["verify bearer token", "refund a captured payment", "which scopes does an admin have", "signing key rotation"] * 8)
+]
+
+
+def test_32_concurrent_searches_succeed_with_the_hits_each_gets_alone(app):
+    """32 searches at once all answer 200 with exactly the hits each query gets on its own (their embeddings were
+    computed in shared model calls: the batch-size histogram shows batches > 1), and /healthz still reaches the
+    retriever while they run."""
+    alone = {q: _hit_keys(app.post("/v1/search", json={"query": q, "k": 5})) for q in CONCURRENT_QUERIES}
+
+    async def together():
+        async with httpx.AsyncClient(base_url=str(app.base_url), headers=app.headers, timeout=120) as client:
+            searches = [asyncio.create_task(client.post("/v1/search", json={"query": q, "k": 5})) for q in CONCURRENT_QUERIES]
+            health = await client.get("/healthz")
+            return await asyncio.gather(*searches), health
+
+    responses, health = asyncio.run(together())
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200][:2]
+    assert {q: _hit_keys(r) for q, r in zip(CONCURRENT_QUERIES, responses)} == alone
+    assert health.status_code == 200 and health.json()["index"]["repos"] == {"payments": "4f1c2ab"}
+    batches = {m[0]: float(m[1]) for m in re.findall(r"^codesense_query_batch_size_(sum|count) (\S+)$", app.get("/metrics").text, re.M)}
+    assert batches["count"] >= 2 * len(CONCURRENT_QUERIES) and batches["sum"] > batches["count"]
+
+
+def _hit_keys(response) -> list[tuple[str, int, str]]:
+    assert response.status_code == 200, response.text
+    return [(h["path"], h["start_line"], h["url"]) for h in response.json()["hits"]]

@@ -30,8 +30,9 @@ def test_passage_chars_decides_how_a_long_query_is_cut():
     """A report under `passage_chars` is embedded whole; above it, by paragraphs, and the rankings are fused (RRF)."""
     embedder = RecordingEmbedder()
     whole = Retriever(PassageStore(), embedder, SearchConfig(passage_chars=len(REPORT) + 1))
-    assert whole.dense_matches(REPORT, [], 10) == ["a", "c"] and embedder.seen == [REPORT]
+    assert whole.dense_matches(embedder.embed_queries(whole.passages_to_embed(REPORT)), [], 10) == ["a", "c"]
+    assert embedder.seen == [REPORT]
     cut = Retriever(PassageStore(), embedder, SearchConfig(passage_chars=300))
-    ranked = cut.dense_matches(REPORT, [], 10)
+    ranked = cut.dense_matches(embedder.embed_queries(cut.passages_to_embed(REPORT)), [], 10)
     assert len(embedder.seen) == 2 and all(len(p) <= 300 for p in embedder.seen)
     assert ranked[0] == "c" and set(ranked) == {"a", "b", "c"}  # c is second in both passages' lists: fused, it wins

@@ -16,28 +16,18 @@ from codesense_ray.training.ray_train import TrainResult
 from codesense_ray.training.registry import StudentRegistry
 from codesense_ray.training.trainer import ADAPTER_META
 from teacher_servers import openai_teacher, start
+from tests.cpu.integration.training.conftest import tiny_llama
 
 ROOT = Path(__file__).resolve().parents[4]
 QUESTIONS = ROOT / "tests" / "cpu" / "integration" / "evaluation" / "fixture_questions.jsonl"
 
 
 def _tiny_base_and_adapter(root: Path) -> tuple[Path, Path]:
-    """A randomly initialised 2-layer Llama (word-level tokenizer) and a non-trivial LoRA adapter for it."""
-    import torch
+    """The tiny Llama and a non-trivial LoRA adapter for it."""
     from peft import LoraConfig, get_peft_model
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM
 
-    words = ["<pad>", "<s>", "</s>", "<unk>", "[1]", "token", "verified", "in", "jwt", "scopes", "the"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                      num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    torch.manual_seed(0)
-    base = root / "tiny-base"
-    LlamaForCausalLM(cfg).save_pretrained(base)
-    fast.save_pretrained(base)
+    base = tiny_llama(root)
     adapter = root / "run" / "adapter"
     peft = get_peft_model(LlamaForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft.save_pretrained(adapter)

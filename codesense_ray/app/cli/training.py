@@ -200,7 +200,7 @@ def cmd_models_compare(args: argparse.Namespace) -> int:
     def human() -> None:
         from codesense_ray.training.compare import format_table
 
-        print(format_table(payload["rows"]))
+        print(format_table(payload["rows"] + payload["by_dataset"]))
         for s in payload.get("skipped", []):
             print(f"  skipped {s['candidate']}: {s['reason']}")
         print(f"MLflow run {payload['run_id']}")

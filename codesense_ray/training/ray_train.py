@@ -132,6 +132,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     run_training_loop(spec, report, rank=ctx.get_world_rank(), world_size=world, prepare_model=prepare)
 
 
+def check_run_name(run_name: str | None) -> None:
+    """A run name is a directory under the storage path: no separators, no leading dot."""
+    if run_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_name):
+        raise InvalidConfig(f"--run-name: {run_name!r} is not a run name (letters, digits, '.', '_', '-')")
+
+
 def fit(cfg, spec: TrainSpec, *, output: Path | None = None, run_name: str | None = None) -> TrainResult:
     """Run the `TorchTrainer` on the configured Ray (local by default) and copy the final adapter to `output`.
 
@@ -144,8 +150,7 @@ def fit(cfg, spec: TrainSpec, *, output: Path | None = None, run_name: str | Non
     from codesense_ray.index.pipeline import init_ray
 
     t = training_config(cfg).train
-    if run_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_name):
-        raise InvalidConfig(f"--run-name: {run_name!r} is not a run name (letters, digits, '.', '_', '-')")
+    check_run_name(run_name)
     use_gpu = spec.device.startswith("cuda")
     resources: dict[str, float] = {"CPU": t.cpus_per_worker}
     if use_gpu:

@@ -131,9 +131,10 @@ def _progress(done: int, total: int) -> None:
 
 # --- train -------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from codesense_ray.training.ray_train import fit, plan_training
+    from codesense_ray.training.ray_train import check_run_name, fit, plan_training
 
     cfg = _load(args)
+    check_run_name(args.run_name)
     spec = plan_training(cfg, max_steps=args.max_steps, dataset=args.dataset)
     try:
         result = fit(cfg, spec, run_name=args.run_name)

@@ -124,13 +124,22 @@ class TrainConfig(_Section):
     batch_size: int = Field(4, ge=1, description="Examples per step per worker.")
     max_seq_length: int = Field(256, ge=8, description="Tokens per example; longer ones are cut (keep small on CPU).")
     learning_rate: float = Field(2e-4, gt=0, description="AdamW learning rate of the adapter weights.")
-    seed: int = Field(0, description="Random seed (data order, adapter initialisation).")
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning rate over the run after `warmup_steps`: `constant`, or decaying to 0 at `max_steps` (`linear`, `cosine`)."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Steps over which the learning rate ramps up from 0 (like a slow-start on a new backend).")
+    seed: int = Field(0, description="Random seed (data order, adapter initialisation, dropout per step).")
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data-parallel copies).")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker.")
     gpus_per_worker: float = Field(
         1.0, gt=0, le=8, description="GPU share per worker on CUDA: a fraction (0.25) packs workers onto a time-sliced GPU."
     )
-    checkpoint_every: int = Field(20, ge=1, description="Steps between Ray Train checkpoints (the last step is always checkpointed).")
+    checkpoint_every: int = Field(
+        20, ge=1, description="Steps between Ray Train checkpoints (adapter, optimizer and schedule state, step; the last step is always checkpointed)."
+    )
+    max_failures: int = Field(
+        0, ge=0, description="Times Ray Train restarts failed workers from the last checkpoint within one run (like a Job's backoffLimit)."
+    )
     output_dir: str | None = Field(None, description="Where Ray Train keeps runs and checkpoints; unset: `$CODESENSE_HOME/train/`.")
 
 

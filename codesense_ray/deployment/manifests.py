@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -217,13 +218,28 @@ def _place_gpu_groups(groups: list[dict[str, Any]], dep: DeploymentConfig, worke
         spec["tolerations"] = [*spec.get("tolerations", []), *[t for t in tolerations if t["key"] not in known]]
 
 
+def gate_files(cfg: Any, dep: DeploymentConfig) -> dict[str, str]:
+    """The gate files codesense.yaml names relative to itself (`training.registry.gate`, `deployment.canary.eval_gate`),
+    to ship beside it: pods read /etc/codesense/codesense.yaml, so `gate: gates-model.yaml` resolves to
+    /etc/codesense/gates-model.yaml — like a values file that has to sit next to the chart that references it.
+    Absolute or nested paths and files absent here are left to the image or a volume."""
+    from codesense_ray.config.training import training_config
+
+    files: dict[str, str] = {}
+    for name in (training_config(cfg).registry.gate, dep.canary.eval_gate):
+        local = cfg.resolve_path(name)
+        if Path(name).name == name and local.is_file():
+            files[name] = local.read_text(encoding="utf-8")
+    return files
+
+
 def config_map(cfg: Any, dep: DeploymentConfig) -> dict[str, Any]:
     cluster_config_model(cfg, dep)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _meta(dep.config_map, dep.namespace, "config"),
-        "data": {"codesense.yaml": yaml.safe_dump(cluster_config(cfg, dep), sort_keys=False)},
+        "data": {"codesense.yaml": yaml.safe_dump(cluster_config(cfg, dep), sort_keys=False), **gate_files(cfg, dep)},
     }
 
 

@@ -232,12 +232,12 @@ class EvalRunner:
         metrics["retrieval_latency_s"] = record["retrieval_latency_s"]
 
         answer_text = None
-        contexts = [_context_text(h) for h in chunks]
+        contexts = [context_text(h) for h in chunks]
         if self.full:
             answer_text, answer_record, answer_metrics, blocks = self._answer(q, repo_ids, gold_keys, key)
             record["answer"] = answer_record
             metrics.update(answer_metrics)
-            contexts = [_context_text(b) for b in blocks]  # the context the answer was generated from
+            contexts = [context_text(b) for b in blocks]  # the context the answer was generated from
         if self.judge is not None:
             verdicts = self.judge.evaluate(question=q.question, answer=answer_text, expected=q.answer, contexts=contexts)
             record["judge"] = verdicts
@@ -309,7 +309,7 @@ class EvalRunner:
         }
 
 
-def _context_text(item) -> str:
+def context_text(item) -> str:
     """A retrieved chunk as the judge sees it: where it is from, then the code."""
     return f"{item.path}:{item.start_line}-{item.end_line}\n{item.text}"
 

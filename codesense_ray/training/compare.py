@@ -111,9 +111,10 @@ def build_candidate(cfg, name: str, max_new_tokens: int | None) -> Any:
     raise InvalidConfig(f"--candidates: unknown candidate {name!r} (known: {', '.join(CANDIDATES)})")
 
 
-def evaluate_candidate(answerer: Any, questions: list[Question], judge: Any = None) -> tuple[dict[str, float | None], list[dict[str, Any]]]:
-    """Ask every question; per-question records and the aggregate row."""
-    from codesense_ray.evaluation.metrics import citation_gold, mean, percentile
+def evaluate_candidate(answerer: Any, questions: list[Question], judge: Any = None) -> list[dict[str, Any]]:
+    """Ask every question through the full answer path; one record per question (errors recorded, not raised)."""
+    from codesense_ray.evaluation.metrics import citation_gold
+    from codesense_ray.evaluation.runner import context_text
 
     meter = answerer.generator
     records = []
@@ -133,30 +134,43 @@ def evaluate_candidate(answerer: Any, questions: list[Question], judge: Any = No
         gen = getattr(meter, "last", None)
         if gen is not None and gen.completion_tokens and gen.latency_s:
             rec["completion_tokens"], rec["generate_s"] = gen.completion_tokens, gen.latency_s
-        if judge is not None:
-            _, blocks = answerer.retrieve(q.question, None, [q.repo] if q.repo else [])
-            scores = judge.evaluate(question=q.question, answer=ans.answer, expected=None, contexts=[f"{b.path}:{b.start_line}-{b.end_line}\n{b.text}" for b in blocks])
+        if judge is not None:  # judged against the context the answer was generated from
+            scores = judge.evaluate(question=q.question, answer=ans.answer, expected=None, contexts=[context_text(b) for b in ans.context])
             for name in ("faithfulness", "answer_relevancy"):
                 rec[name] = (scores.get(name) or {}).get("score")
         records.append(rec)
+    return records
+
+
+def summarize(records: list[dict[str, Any]], judged: bool) -> dict[str, float | None]:
+    """One table row from per-question records: means, latency p50, tokens/s over generation time only."""
+    from codesense_ray.evaluation.metrics import mean, percentile
+
     ok = [r for r in records if "error" not in r]
     tokens = sum(r.get("completion_tokens", 0) for r in ok)
     gen_s = sum(r.get("generate_s", 0.0) for r in ok)
-    row = {
+    return {
         "citation_valid": mean(r.get("citation_valid") for r in ok),
         "citation_gold": mean(r.get("citation_gold") for r in ok),
         "latency_p50_s": percentile([r["latency_s"] for r in ok], 50),
         "latency_mean_s": mean(r["latency_s"] for r in ok),
         "tokens_per_s": tokens / gen_s if gen_s else None,
-        "faithfulness": mean(r.get("faithfulness") for r in ok) if judge is not None else None,
-        "answer_relevancy": mean(r.get("answer_relevancy") for r in ok) if judge is not None else None,
+        "faithfulness": mean(r.get("faithfulness") for r in ok) if judged else None,
+        "answer_relevancy": mean(r.get("answer_relevancy") for r in ok) if judged else None,
         "answer_errors": float(len(records) - len(ok)),
     }
-    return row, records
+
+
+def dataset_rows(identity: dict[str, Any], records: list[dict[str, Any]], judged: bool) -> list[dict[str, Any]]:
+    """The candidate's row per dataset (the golden set is real traffic, the validation split the teacher's own
+    distribution: a student can look good on one and not the other)."""
+    names = list(dict.fromkeys(r["dataset"] for r in records))
+    return [{**identity, "dataset": name, "questions": len(part), **summarize(part, judged)}
+            for name in names for part in [[r for r in records if r["dataset"] == name]]]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    cols = ["candidate", "questions", *METRICS]
+    cols = ["candidate", "dataset", "questions", *METRICS]
     lines = ["  ".join(f"{c:>16}" for c in cols)]
     for r in rows:
         cells = []
@@ -168,20 +182,24 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _plot(rows: list[dict[str, Any]]):
+    """Quality bars (citation validity and gold match, judge scores when present) and generation speed per candidate."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4), dpi=100)
+    fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    quality, speed = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     names = [r["candidate"] for r in rows]
-    width = 0.38
-    for i, metric in enumerate(("citation_valid", "citation_gold")):
-        ax.bar([x + i * width for x in range(len(rows))], [r.get(metric) or 0.0 for r in rows], width, label=metric)
-    ax.set_xticks([x + width / 2 for x in range(len(rows))], names)
-    ax.set_ylim(0, 1.05)
-    ax.set_title("codesense-student: candidates on the golden/validation questions")
-    ax.legend()
+    shown = [m for m in ("citation_valid", "citation_gold", "faithfulness", "answer_relevancy") if any(r.get(m) is not None for r in rows)]
+    width = 0.8 / max(1, len(shown))
+    for i, metric in enumerate(shown):
+        quality.bar([x + i * width for x in range(len(rows))], [r.get(metric) or 0.0 for r in rows], width, label=metric)
+    quality.set_xticks([x + width * (len(shown) - 1) / 2 for x in range(len(rows))], names)
+    quality.set_ylim(0, 1.05)
+    quality.set_title("quality on the golden/validation questions")
+    quality.legend(fontsize="small")
+    speed.bar(names, [r.get("tokens_per_s") or 0.0 for r in rows])
+    speed.set_title("generation tokens/s")
     return fig
 
 
@@ -206,6 +224,7 @@ def run_comparison(cfg, *, candidates: list[str], datasets: list[str] | None = N
     prompts = build_prompt_registry(cfg.prompts, cfg.home)
     registry = StudentRegistry.from_config(cfg)
     rows: list[dict[str, Any]] = []
+    by_dataset: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     per_question: dict[str, list[dict[str, Any]]] = {}
     for name in candidates:
@@ -218,9 +237,12 @@ def run_comparison(cfg, *, candidates: list[str], datasets: list[str] | None = N
             skipped.append({"candidate": name, "reason": str(err)})
             continue
         answerer = RagAnswerer(retriever, _Metered(gen) if gen is not None else None, prompts, NoopTracer(), cfg.answer)
-        row, records = evaluate_candidate(answerer, questions, suite)
+        records = evaluate_candidate(answerer, questions, suite)
         version = registry.by_alias(name) if name in ("champion", "challenger") else None
-        rows.append({"candidate": name, "model": answerer.model_name, "version": version.version if version else None, "questions": len(questions), **row})
+        identity = {"candidate": name, "model": answerer.model_name, "version": version.version if version else None}
+        row = summarize(records, suite is not None)
+        rows.append({**identity, "dataset": "all", "questions": len(questions), **row})
+        by_dataset += dataset_rows(identity, records, suite is not None)
         per_question[name] = records
         if version is not None:
             registry.record_evaluation(version.version, {k: v for k, v in row.items() if k in ("citation_valid", "citation_gold", "faithfulness", "answer_relevancy", "tokens_per_s", "latency_p50_s")})
@@ -236,8 +258,10 @@ def run_comparison(cfg, *, candidates: list[str], datasets: list[str] | None = N
         mlflow.log_params({"candidates": ",".join(r["candidate"] for r in rows), "datasets": ",".join(str(p) for p in paths),
                            "questions": len(questions), "judge": suite.model_name if suite else "none"})
         mlflow.log_metrics({f"{r['candidate']}.{m}": float(r[m]) for r in rows for m in METRICS if isinstance(r.get(m), (int, float))})
-        mlflow.log_table(pd.DataFrame(rows), "comparison.json")
+        mlflow.log_metrics({f"{r['candidate']}.{r['dataset']}.{m}": float(r[m]) for r in by_dataset for m in METRICS if isinstance(r.get(m), (int, float))})
+        mlflow.log_table(pd.DataFrame(rows + by_dataset), "comparison.json")
+        mlflow.log_text(format_table(rows + by_dataset), "comparison.txt")
         mlflow.log_figure(_plot(rows), "comparison.png")
         mlflow.log_dict(per_question, "per_question.json")
         run_id = run.info.run_id
-    return {"run_id": run_id, "rows": rows, "skipped": skipped, "datasets": [str(p) for p in paths], "questions": len(questions)}
+    return {"run_id": run_id, "rows": rows, "by_dataset": by_dataset, "skipped": skipped, "datasets": [str(p) for p in paths], "questions": len(questions)}

@@ -8,6 +8,7 @@ workers share one time-sliced GPU, the same way a pod requests `nvidia.com/gpu` 
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 from codesense_ray.errors import InvalidConfig
 from codesense_ray.training.data import dataset_files, load_examples
 from codesense_ray.config.training import TrainingConfig, training_config  # noqa: F401
-from codesense_ray.training.trainer import TrainSpec
+from codesense_ray.training.trainer import OPTIMIZER_STATE, TrainSpec
 
 
 @dataclass
@@ -100,6 +101,8 @@ def plan_training(cfg, *, max_steps: int | None = None, dataset: str | None = No
         batch_size=t.batch_size,
         max_seq_length=t.max_seq_length,
         learning_rate=t.learning_rate,
+        lr_schedule=t.lr_schedule,
+        warmup_steps=t.warmup_steps,
         seed=t.seed,
         checkpoint_every=min(t.checkpoint_every, max_steps or t.max_steps),
     )
@@ -117,7 +120,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     spec = TrainSpec.from_dict(config)
     if spec.device.startswith("cuda"):
         spec.device = str(ray.train.torch.get_device())
-    resume = ray.train.get_checkpoint()  # set when Ray restarts a failed run from its last checkpoint
+    resume = ray.train.get_checkpoint()  # set when Ray restarts a failed worker, or a run is started again under its name
     if resume is not None:
         spec.resume_from = resume.to_directory()
 
@@ -129,14 +132,25 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     run_training_loop(spec, report, rank=ctx.get_world_rank(), world_size=world, prepare_model=prepare)
 
 
+def check_run_name(run_name: str | None) -> None:
+    """A run name is a directory under the storage path: no separators, no leading dot."""
+    if run_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", run_name):
+        raise InvalidConfig(f"--run-name: {run_name!r} is not a run name (letters, digits, '.', '_', '-')")
+
+
 def fit(cfg, spec: TrainSpec, *, output: Path | None = None, run_name: str | None = None) -> TrainResult:
-    """Run the `TorchTrainer` on the configured Ray (local by default) and copy the final adapter to `output`."""
+    """Run the `TorchTrainer` on the configured Ray (local by default) and copy the final adapter to `output`.
+
+    A `run_name` that already has checkpoints under the storage path resumes that run: Ray Train hands the latest
+    checkpoint to the workers (`ray.train.get_checkpoint()`), which restore the adapter, the optimizer and
+    schedule state and the step, and continue to `spec.max_steps`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from codesense_ray.index.pipeline import init_ray
 
     t = training_config(cfg).train
+    check_run_name(run_name)
     use_gpu = spec.device.startswith("cuda")
     resources: dict[str, float] = {"CPU": t.cpus_per_worker}
     if use_gpu:
@@ -153,7 +167,7 @@ def fit(cfg, spec: TrainSpec, *, output: Path | None = None, run_name: str | Non
             name=name,
             storage_path=str(storage),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
-            failure_config=FailureConfig(max_failures=0),
+            failure_config=FailureConfig(max_failures=t.max_failures),
         ),
     )
     started = time.perf_counter()
@@ -166,9 +180,9 @@ def fit(cfg, spec: TrainSpec, *, output: Path | None = None, run_name: str | Non
     target = output or storage / name / "adapter"
     shutil.rmtree(target, ignore_errors=True)
     with result.checkpoint.as_directory() as ckpt:
-        shutil.copytree(ckpt, target)
+        shutil.copytree(ckpt, target, ignore=shutil.ignore_patterns(OPTIMIZER_STATE))  # the adapter, not the training state
     history = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else [result.metrics]
-    keep = ("step", "loss", "probe_loss_before", "probe_loss", "tokens_per_s", "peak_memory_mb", "trainable_params", "flavour")
+    keep = ("step", "loss", "probe_loss_before", "probe_loss", "tokens_per_s", "peak_memory_mb", "trainable_params", "flavour", "learning_rate")
     history = [{k: row.get(k) for k in keep if k in row} for row in history]
     metrics = {k: result.metrics.get(k) for k in keep if k in result.metrics}
     return TrainResult(adapter_dir=target, metrics=metrics, history=history, seconds=seconds, spec=spec.to_dict())

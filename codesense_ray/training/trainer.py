@@ -25,6 +25,7 @@ from typing import Any, Callable
 from codesense_ray.training.data import ADAPTER_META, load_examples
 
 TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "optimizer.pt"
 
 Report = Callable[[dict[str, Any], "str | None"], None]
 
@@ -49,6 +50,8 @@ class TrainSpec:
     batch_size: int = 4
     max_seq_length: int = 256
     learning_rate: float = 2e-4
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
     seed: int = 0
     checkpoint_every: int = 20
     probe_examples: int = 4
@@ -182,6 +185,60 @@ def save_adapter(model: Any, directory: Path, spec: TrainSpec, state: dict[str, 
     return directory
 
 
+def build_optimizer(params: list[Any], spec: TrainSpec) -> tuple[Any, Any]:
+    """AdamW over the adapter weights and the learning-rate schedule (`constant`, `linear` or `cosine` after
+    `warmup_steps`), stepped once per optimiser step."""
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate)
+    name = "constant_with_warmup" if spec.lr_schedule == "constant" else spec.lr_schedule
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=spec.warmup_steps, num_training_steps=spec.max_steps)
+    return optimizer, scheduler
+
+
+def save_optimizer(directory: Path, optimizer: Any, scheduler: Any) -> None:
+    """AdamW's moments and step counters and the schedule's position: what a resumed run needs to continue the
+    same optimisation instead of restarting it with cold moments (like restoring a database's WAL, not only its tables)."""
+    import torch
+
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, directory / OPTIMIZER_STATE)
+
+
+def restore_optimizer(directory: Path, optimizer: Any, scheduler: Any) -> bool:
+    """Load the state `save_optimizer` wrote; False for a checkpoint without it (adapter-only, older runs)."""
+    import torch
+
+    path = directory / OPTIMIZER_STATE
+    if not path.is_file():
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return True
+
+
+def batch_order(n: int, batch_size: int, seed: int) -> Any:
+    """The example indices of each step, forever: shuffled passes over the data, a pure function of the seed, so
+    a resumed run skips the batches it already trained on and sees the same ones an uninterrupted run would."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            fresh = list(range(n))
+            rng.shuffle(fresh)
+            order += fresh * max(1, math.ceil(batch_size / max(1, len(fresh))))
+        picked, order = order[:batch_size], order[batch_size:]
+        yield picked
+
+
+def _seed_step(spec: TrainSpec, rank: int, step: int) -> None:
+    """Dropout masks of a step depend only on (seed, rank, step): a resumed step draws what it would have drawn."""
+    import torch
+
+    torch.manual_seed(spec.seed * 1_000_003 + rank * 10_007 + step)
+
+
 # --- the loop ------------------------------------------------------------------------------------------
 def _mean_loss(model: Any, batches: list[dict[str, Any]], device: str) -> float:
     import torch
@@ -212,7 +269,6 @@ def run_training_loop(
     import torch
 
     spec = spec if isinstance(spec, TrainSpec) else TrainSpec.from_dict(spec)
-    random.seed(spec.seed + rank)
     torch.manual_seed(spec.seed)
     model, tokenizer, flavour = build_model(spec)
     if prepare_model is not None:
@@ -226,34 +282,33 @@ def run_training_loop(
     probe = [encode_example(tokenizer, m, spec.max_seq_length) for m in probe_source[: spec.probe_examples]]
     probe_batches = [collate(probe[i : i + spec.batch_size], pad) for i in range(0, len(probe), spec.batch_size)]
 
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer, scheduler = build_optimizer(params, spec)
     state: dict[str, Any] = {"step": 0, "losses": []}
     if spec.resume_from and (Path(spec.resume_from) / TRAINER_STATE).is_file():
         state = json.loads((Path(spec.resume_from) / TRAINER_STATE).read_text())
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate)
+        state["optimizer_restored"] = restore_optimizer(Path(spec.resume_from), optimizer, scheduler)
     probe_before = state.get("probe_loss_before") or _mean_loss(model, probe_batches, spec.device)
     state["probe_loss_before"] = probe_before
     trainable = sum(p.numel() for p in params)
 
     model.train()
-    order: list[int] = []
+    batches = batch_order(len(encoded), spec.batch_size, spec.seed + rank)
+    for _ in range(state["step"]):  # the batches the checkpointed steps already trained on
+        next(batches)
     window_losses: list[float] = []
     tokens = 0
     train_seconds = 0.0
     metrics: dict[str, Any] = {}
     for step in range(state["step"] + 1, spec.max_steps + 1):
-        if len(order) < spec.batch_size:
-            fresh = list(range(len(encoded)))
-            random.shuffle(fresh)
-            order += fresh * max(1, math.ceil(spec.batch_size / max(1, len(fresh))))
-        picked, order = order[: spec.batch_size], order[spec.batch_size :]
-        batch = collate([encoded[i] for i in picked], pad)
+        batch = collate([encoded[i] for i in next(batches)], pad)
+        _seed_step(spec, rank, step)
         started = time.perf_counter()
         out = model(**{k: v.to(spec.device) for k, v in batch.items()})
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         train_seconds += time.perf_counter() - started
         tokens += int(batch["attention_mask"].sum())
@@ -272,12 +327,14 @@ def run_training_loop(
                 "peak_memory_mb": peak_memory_mb(spec.device),
                 "trainable_params": trainable,
                 "flavour": flavour,
+                "learning_rate": scheduler.get_last_lr()[0],
             }
             state["probe_loss"] = probe_now
             window_losses = []
             if rank == 0:
                 with tempfile.TemporaryDirectory(prefix="codesense-ckpt-") as tmp:
                     save_adapter(model, Path(tmp), spec, state)
+                    save_optimizer(Path(tmp), optimizer, scheduler)
                     report(metrics, tmp)
             else:
                 report(metrics, None)

@@ -54,6 +54,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None, metavar="N", help="optimiser steps (default: training.train.max_steps)")
     p.add_argument("--dataset", default=None, metavar="DIR", help="directory with train.jsonl / validation.jsonl (default: the distilled set)")
     p.add_argument("--no-register", action="store_true", help="train and log, but do not register a model version")
+    p.add_argument("--run-name", default=None, metavar="NAME", help="Ray Train run name (default: student-<timestamp>); the name of an "
+                   "interrupted run resumes it from its last checkpoint: adapter, optimizer and schedule state, step")
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("models", parents=[common], help="the student model registry: list, compare, promote, rollback")
@@ -149,12 +151,13 @@ def _progress(done: int, total: int) -> None:
 
 # --- train -------------------------------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from codesense_ray.training.ray_train import fit, plan_training
+    from codesense_ray.training.ray_train import check_run_name, fit, plan_training
 
     cfg = _load(args)
+    check_run_name(args.run_name)
     spec = plan_training(cfg, max_steps=args.max_steps, dataset=args.dataset)
     try:
-        result = fit(cfg, spec)
+        result = fit(cfg, spec, run_name=args.run_name)
     finally:
         _shutdown_ray()
     registry = _registry(cfg)
@@ -248,7 +251,7 @@ def cmd_models_compare(args: argparse.Namespace) -> int:
     def human() -> None:
         from codesense_ray.training.compare import format_table
 
-        print(format_table(payload["rows"]))
+        print(format_table(payload["rows"] + payload["by_dataset"]))
         for s in payload.get("skipped", []):
             print(f"  skipped {s['candidate']}: {s['reason']}")
         print(f"MLflow run {payload['run_id']}")

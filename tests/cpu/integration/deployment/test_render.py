@@ -292,3 +292,26 @@ def test_unknown_environment_is_named(tmp_path):
 def test_crd_reference_directory_is_the_shared_one():
     """The validator reads the CRDs from ../shared/k8s-crds (the reference data named in the issue)."""
     assert CRD_DIR.name == "k8s-crds" and CRD_DIR.parent.name == "shared"
+
+
+def test_config_map_ships_the_gate_files_the_config_names(tmp_path):
+    """The pods read /etc/codesense/codesense.yaml, so the ConfigMap carries the gate files it names relative to
+    itself (`training.registry.gate`, `deployment.canary.eval_gate`) with their content; with the mount, the pod's
+    config resolves `models promote`'s gate to a file that exists there. A gate absent here is not invented."""
+    from codesense_ray.config.training import training_config
+
+    (tmp_path / "gates-model.yaml").write_text("citation_valid: 0.9\n")
+    (tmp_path / "canary-gates.yaml").write_text("file_hit@5: 0.8\n")
+    data = {**STUDENT, "deployment": {**STUDENT["deployment"], "canary": {"eval_gate": "canary-gates.yaml"}}}
+    cm = next(o for o in render(_cfg(tmp_path, data)).objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "codesense-config")
+    assert cm["data"]["gates-model.yaml"] == "citation_valid: 0.9\n" and cm["data"]["canary-gates.yaml"] == "file_hit@5: 0.8\n"
+    mounted = tmp_path / "mounted"  # the ConfigMap as its volume lays it out at /etc/codesense
+    mounted.mkdir()
+    for key, text in cm["data"].items():
+        (mounted / key).write_text(text)
+    pod_cfg = load_config(mounted / "codesense.yaml")
+    gate = pod_cfg.resolve_path(training_config(pod_cfg).registry.gate)
+    assert gate == mounted / "gates-model.yaml" and gate.read_text() == "citation_valid: 0.9\n"
+    (tmp_path / "gates-model.yaml").unlink()
+    cm = next(o for o in render(_cfg(tmp_path)).objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "codesense-config")
+    assert set(cm["data"]) == {"codesense.yaml"}

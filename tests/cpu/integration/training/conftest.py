@@ -42,6 +42,26 @@ def write_dataset(directory: Path, rows: list[dict] | None = None, validation: b
     return directory
 
 
+def tiny_llama(root: Path) -> Path:
+    """A randomly initialised 2-layer Llama with a word-level tokenizer in `root/tiny-base`: a real transformers
+    model whose training steps and generations take milliseconds."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "[1]", "token", "verified", "in", "jwt", "scopes", "the"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    cfg = LlamaConfig(vocab_size=len(words), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=2, max_position_embeddings=4096, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    torch.manual_seed(0)
+    base = root / "tiny-base"
+    LlamaForCausalLM(cfg).save_pretrained(base)
+    fast.save_pretrained(base)
+    return base
+
+
 @pytest.fixture(scope="session")
 def gemma_models_dir(tmp_path_factory) -> Path:
     """A `models/` directory holding the packaged Gemma 3 270M converted to transformers format (done once: slow).

@@ -26,6 +26,13 @@ def test_missing_dataset(tmp_path, capsys, monkeypatch):
     assert rc == 2 and err == f"codesense: error: {tmp_path / 'data' / 'training' / 'distilled'}: no train.jsonl (run `codesense distill` first, or set training.train.dataset)"
 
 
+def test_bad_run_name(tmp_path, capsys, monkeypatch):
+    """`--run-name` becomes a directory: a path separator is refused with one line naming the option."""
+    monkeypatch.setenv("CODESENSE_HOME", str(tmp_path / ".codesense"))
+    rc, err = _run(tmp_path, capsys, None, "--run-name", "../elsewhere")
+    assert rc == 2 and err == "codesense: error: --run-name: '../elsewhere' is not a run name (letters, digits, '.', '_', '-')"
+
+
 @pytest.mark.parametrize(
     "content, fragment",
     [

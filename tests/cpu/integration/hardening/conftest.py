@@ -40,10 +40,11 @@ class RetrieverHandle:
         self.search = _Method(self._search)
         self.file_line_count = _Method(lambda repo, path: 100)
 
-    def _search(self, query: str, k, repo_ids) -> list[dict]:
+    def _search(self, query: str, k, repo_ids) -> dict:
+        """The retriever deployment's reply: the hits, per-stage timings and the query-embedding batch size."""
         self.queries.append(query)
         hit = {"id": "1", "repo": "payments", "path": "app/auth/jwt.py", "start_line": 1, "end_line": 5, "url": "https://x/app/auth/jwt.py#L1-L5", "score": 1.0}
-        return [hit]
+        return {"hits": [hit], "timings": {}, "batch": 1}
 
 
 def make_api(auth_token: str | None = "tok-123", *, ready: bool = True, max_query_chars: int = 4000):

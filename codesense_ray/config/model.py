@@ -182,6 +182,13 @@ class ServeConfig(_Section):
     retriever_replicas: int = Field(1, ge=1, description="Retriever replicas; embedded Qdrant allows exactly 1 (one process), a Qdrant server any number.")
     generator_replicas: int = Field(1, ge=1, description="Generator replicas (each loads the local model, or holds a client to the remote one).")
     retriever_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per retriever replica (it runs the query embedding).")
+    colocate_retriever: bool | None = Field(
+        None,
+        description=(
+            "Run the retriever inside the ingress replica instead of as its own deployment: one handle hop less per request. "
+            "Default (null): yes with embedded Qdrant (one process anyway), no with `qdrant.url` (the retriever scales on its own)."
+        ),
+    )
     generator_num_cpus: float | None = Field(
         None, gt=0, description="CPUs per generator replica; default 1 for `local` (the model runs there), 0.25 for remote backends (a client only)."
     )
@@ -197,7 +204,12 @@ class ServeConfig(_Section):
         16, ge=1, description="Retriever: at most this many concurrent queries' passages are embedded in one model call (`@serve.batch`); 1 turns batching off."
     )
     query_batch_wait_ms: float = Field(
-        2.0, ge=0, description="Retriever: how long the first query of a batch waits for others to join before the model runs (milliseconds)."
+        10.0,
+        ge=0,
+        description=(
+            "Retriever: how long the first query of a batch waits for others to join before the model runs (milliseconds). "
+            "Only while other requests are in flight: a lone query never waits."
+        ),
     )
 
 

@@ -22,13 +22,24 @@ def _scaling(cfg: Any, replicas: int) -> dict[str, Any]:
     return {"num_replicas": replicas}
 
 
+def retriever_in_ingress(cfg: Any) -> bool:
+    """Whether the retriever runs inside the ingress replica (`serve.colocate_retriever`; by default with embedded
+    Qdrant, which admits one process anyway, so a separate deployment only adds a hop per request)."""
+    colocate = cfg.serve.colocate_retriever
+    return not cfg.qdrant.url if colocate is None else colocate
+
+
+def ingress_num_cpus(cfg: Any) -> float:
+    """The ingress only routes and verifies (a small share), unless it also runs the query embedding."""
+    return cfg.serve.retriever_num_cpus if retriever_in_ingress(cfg) else 0.25
+
+
 def build_serve_config(cfg: Any, config_path: str) -> dict[str, Any]:
     """Serve's declarative config (what `serve deploy` takes) for the RAG app reading `config_path` in the pod."""
     s = cfg.serve
-    deployments: list[dict[str, Any]] = [
-        {"name": "ingress", "num_replicas": s.ingress_replicas},
-        {"name": "retriever", **_scaling(cfg, s.retriever_replicas), "ray_actor_options": {"num_cpus": s.retriever_num_cpus}},
-    ]
+    deployments: list[dict[str, Any]] = [{"name": "ingress", "num_replicas": s.ingress_replicas, "ray_actor_options": {"num_cpus": ingress_num_cpus(cfg)}}]
+    if not retriever_in_ingress(cfg):
+        deployments.append({"name": "retriever", **_scaling(cfg, s.retriever_replicas), "ray_actor_options": {"num_cpus": s.retriever_num_cpus}})
     if cfg.generator.backend != "extractive":
         is_local = cfg.generator.backend == "local"
         options = {"num_cpus": s.generator_num_cpus or (1.0 if is_local else 0.25), "num_gpus": s.generator_num_gpus if is_local else 0}

@@ -2,7 +2,8 @@
 
 A small service mesh inside one app: each deployment scales on its own (the retriever holds the embedding
 model and the Qdrant client, the generator the LLM or its client), and the ingress talks to them through
-deployment handles. Nothing binds at import time: `build_app(config)` does, so `serve run` and
+deployment handles. With embedded Qdrant (one process anyway) the retriever runs inside the ingress replica
+instead — the same class behind a local handle, one hop less per request (`serve.colocate_retriever`). Nothing binds at import time: `build_app(config)` does, so `serve run` and
 `codesense serve` build the same graph from `codesense.yaml`. The pieces: `http.py` (wire format, routes),
 `deployments.py` (replicas and handles), `metrics.py`, `chat.py` (OpenAI-compatible routes),
 `instrumentation.py` (monitoring hooks and `/v1/feedback`).
@@ -17,6 +18,7 @@ from ray import serve
 from codesense_ray.app.serve.deployments import GeneratorDeployment, Ingress, RetrieverDeployment
 from codesense_ray.app.serve.http_guard import require_auth_token
 from codesense_ray.config import Config
+from codesense_ray.deployment.serve_config import ingress_num_cpus, retriever_in_ingress
 from codesense_ray.errors import CodesenseError
 
 def _autoscaling(cfg: Config, replicas: int) -> dict:
@@ -33,20 +35,26 @@ def build_app(cfg: Config):
     if not cfg.qdrant.url and (retriever_replicas > 1 or cfg.serve.autoscaling):
         raise CodesenseError("serve.retriever_replicas: embedded Qdrant allows one process; set qdrant.url to scale the retriever")
     s = cfg.serve
+    colocated = retriever_in_ingress(cfg)
+    if colocated and not cfg.qdrant.url and s.ingress_replicas > 1:
+        raise CodesenseError("serve.ingress_replicas: the ingress holds embedded Qdrant (serve.colocate_retriever); set qdrant.url to run more than one")
     # Async replicas queue waiting requests themselves (cheaply, in order); Ray's default of 5 in flight left the
     # rest retrying in the proxy's router with exponential backoff — the collapse at 32 concurrent clients.
     ongoing = {"max_ongoing_requests": s.max_ongoing_requests}
-    retriever = serve.deployment(
-        RetrieverDeployment, name="retriever", ray_actor_options={"num_cpus": s.retriever_num_cpus}, **ongoing, **_autoscaling(cfg, retriever_replicas)
-    ).bind(config)
+    retriever = None  # colocated: the ingress builds the retriever in its own process
+    if not colocated:
+        retriever = serve.deployment(
+            RetrieverDeployment, name="retriever", ray_actor_options={"num_cpus": s.retriever_num_cpus}, **ongoing, **_autoscaling(cfg, retriever_replicas)
+        ).bind(config)
     generator = None
     if cfg.generator.backend != "extractive":
         is_local = cfg.generator.backend == "local"
         options = {"num_cpus": s.generator_num_cpus or (1.0 if is_local else 0.25), "num_gpus": s.generator_num_gpus if is_local else 0}
         generator = serve.deployment(GeneratorDeployment, name="generator", ray_actor_options=options, **_autoscaling(cfg, s.generator_replicas)).bind(config)
     token = require_auth_token(s.auth_token_env)  # set but empty/unset: refuse to start, never serve open
-    # The ingress only routes and verifies: a small CPU share keeps it schedulable beside the model replicas.
-    ingress = serve.deployment(serve.ingress()(Ingress), name="ingress", num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": 0.25}, **ongoing)
+    ingress = serve.deployment(
+        serve.ingress()(Ingress), name="ingress", num_replicas=s.ingress_replicas, ray_actor_options={"num_cpus": ingress_num_cpus(cfg)}, **ongoing
+    )
     return ingress.bind(retriever, generator, config, token)
 
 

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from functools import partial
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from fastapi import FastAPI
@@ -24,13 +24,17 @@ from codesense_ray.config import Config, config_from_dict
 from codesense_ray.errors import CodesenseError, GeneratorError, IndexNotBuilt
 
 class RetrieverDeployment:
-    """Holds the embedding model and the index. Embedded Qdrant: exactly one replica.
+    """Holds the embedding model and the index. Embedded Qdrant: exactly one replica (or hosted in the ingress).
 
-    Async, so the replica's event loop only coordinates: the query passages of concurrent requests are embedded
-    in one model call (`@serve.batch`, sized by `serve.query_batch_size`), and every CPU-bound step — the model,
-    the index search — runs in one worker thread whose torch uses the replica's CPU share. A single kitchen
-    line instead of 32 cooks fighting over two stoves: no oversubscribed cores, and `status` (/healthz) and
-    line counts answer while searches run.
+    Async, so the replica's event loop only coordinates: concurrent searches are served as one batch
+    (`@serve.batch`, sized by `serve.query_batch_size`) — one model call embeds every query's passages, then each
+    query is searched — in one worker thread whose torch uses the replica's CPU share. A single kitchen line
+    instead of 32 cooks fighting over two stoves: no oversubscribed cores, and `status` (/healthz) and line
+    counts answer while searches run.
+
+    The whole search is the batched unit, not only the embedding: while one batch runs, the next requests queue
+    in front of the model and form the next batch. (Batching only the embedding let each request's batch close
+    after `query_batch_wait_ms` and wait behind the searches in the worker's queue: batches of ~1.1 under load.)
     """
 
     def __init__(self, config: dict) -> None:
@@ -41,33 +45,49 @@ class RetrieverDeployment:
         s = _config(config).serve
         self.retriever = build_serve_retriever(_config(config), threads=max(1, round(s.retriever_num_cpus)))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-cpu")
-        self.embed_passages = serve.batch(max_batch_size=s.query_batch_size, batch_wait_timeout_s=s.query_batch_wait_ms / 1000)(self._embed_batch)
-
-    async def _in_worker(self, fn, *args, **kwargs):
-        return await asyncio.get_running_loop().run_in_executor(self._worker, partial(fn, *args, **kwargs))
-
-    async def _embed_batch(self, passages: list[list[str]]) -> list[tuple[np.ndarray, int]]:
-        """One model call for the passages of every query in the batch; each query gets its own rows back, with
-        the number of queries that shared the call."""
-        vectors = await self._in_worker(self.retriever.embedder.embed_queries, [p for ps in passages for p in ps])
-        bounds = np.cumsum([0] + [len(ps) for ps in passages])
-        return [(vectors[a:b], len(passages)) for a, b in zip(bounds[:-1], bounds[1:])]
+        self._wait_s = s.query_batch_wait_ms / 1000
+        self.search_batch = serve.batch(max_batch_size=s.query_batch_size, batch_wait_timeout_s=self._wait_s)(self._search_batch)
+        self._searching = 0
+        self.load_hint: Callable[[], int] = lambda: 0
+        """Requests in flight in this replica beyond its searches (the colocated ingress counts its HTTP requests)."""
 
     async def search(self, query: str, k: int | None, repo_ids: list[str]) -> Any:
-        """Hits, the seconds this query waited for its embedding, and the size of the batch it was embedded in
-        (the ingress exports both as metrics)."""
-        result: dict[str, Any] = {"timings": {}}
+        """Hits, the seconds this query's batch spent embedding, and the size of the batch it was served in
+        (the ingress exports both as metrics); a domain error as data.
+
+        A lone request never waits for company: the batch window (`serve.query_batch_wait_ms`) opens only while
+        other requests are in flight, so one developer's query costs no wait and a crowd gets big batches."""
+        self._searching += 1
         try:
-            passages = self.retriever.passages_to_embed(query)
-            vectors = None
-            if passages:
-                started = time.perf_counter()
-                vectors, result["batch"] = await self.embed_passages(passages)
-                result["timings"]["embed_query"] = time.perf_counter() - started
-            hits = await self._in_worker(self.retriever.search, query, k, repo_ids, query_vectors=vectors)
-        except CodesenseError as err:
-            return _as_error(err)
-        return result | {"hits": [asdict(h) for h in hits]}
+            busy = max(self._searching, self.load_hint())
+            self.search_batch.set_batch_wait_timeout_s(self._wait_s if busy > 1 else 0.0)
+            return await self.search_batch((query, k, tuple(repo_ids)))
+        finally:
+            self._searching -= 1
+
+    async def _search_batch(self, requests: list[tuple[str, int | None, tuple[str, ...]]]) -> list[Any]:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self.search_many, requests)
+
+    def search_many(self, requests: list[tuple[str, int | None, tuple[str, ...]]]) -> list[Any]:
+        """One model call for the passages of every query, then each query searched with its own rows."""
+        passages = [self.retriever.passages_to_embed(query) for query, _, _ in requests]
+        flat = [p for ps in passages for p in ps]
+        started = time.perf_counter()
+        vectors = self.retriever.embedder.embed_queries(flat) if flat else None
+        embed_s = time.perf_counter() - started
+        out: list[Any] = []
+        row = 0
+        for (query, k, repo_ids), ps in zip(requests, passages):
+            own = vectors[row : row + len(ps)] if ps else None
+            row += len(ps)
+            try:
+                hits = self.retriever.search(query, k, list(repo_ids), query_vectors=own)
+            except CodesenseError as err:
+                out.append(_as_error(err))
+                continue
+            timings = {"embed_query": embed_s} if ps else {}
+            out.append({"timings": timings, "batch": len(requests), "hits": [asdict(h) for h in hits]})
+        return out
 
     def index_metadata(self) -> dict:
         """Per repository of the live index: ref, indexed_at, chunks (index freshness gauges)."""
@@ -119,6 +139,83 @@ class GeneratorDeployment:
             return
         if gen is not None:
             yield {GENERATION_ITEM: asdict(gen)}
+
+
+class _LocalResponse:
+    """What a deployment handle's `.remote()` returns, for a method of an object in this process: awaitable on the
+    replica's event loop, `.result()` from a request thread (an async method then runs on that loop, where its
+    `@serve.batch` queue lives)."""
+
+    def __init__(self, owner: "LocalDeployment", fn, args: tuple, kwargs: dict) -> None:
+        self.owner, self.fn, self.args, self.kwargs = owner, fn, args, kwargs
+
+    def __await__(self):
+        if asyncio.iscoroutinefunction(self.fn):
+            return self.fn(*self.args, **self.kwargs).__await__()
+        return _ready(self.fn(*self.args, **self.kwargs)).__await__()
+
+    def result(self, timeout_s: float | None = None) -> Any:
+        if not asyncio.iscoroutinefunction(self.fn):
+            return self.fn(*self.args, **self.kwargs)
+        loop = self.owner.loop
+        if loop is None:  # no request has reached the loop yet (nothing in Serve calls this before one does)
+            return asyncio.run(self.fn(*self.args, **self.kwargs))
+        return asyncio.run_coroutine_threadsafe(self.fn(*self.args, **self.kwargs), loop).result(timeout_s)
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+class _LocalMethod:
+    def __init__(self, owner: "LocalDeployment", fn) -> None:
+        self.owner, self.fn = owner, fn
+
+    def remote(self, *args, **kwargs) -> _LocalResponse:
+        return _LocalResponse(self.owner, self.fn, args, kwargs)
+
+
+class LocalDeployment:
+    """A deployment class hosted inside the ingress replica, behind the handle interface (`h.method.remote(...)`),
+    so the routes and the answerer run unchanged whether the retriever is its own deployment or colocated.
+    `loop` is the replica's request loop and `inflight` its HTTP requests in flight (both kept by `BindLoop`)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.inflight = 0
+
+    def __getattr__(self, name: str) -> _LocalMethod:
+        return _LocalMethod(self, getattr(self.target, name))
+
+
+class BindLoop:
+    """ASGI middleware: tells a `LocalDeployment` which event loop serves requests (Serve runs user code on its
+    own loop, in its own thread; sync routes run in threads that hand async calls back to it)."""
+
+    def __init__(self, app, local: LocalDeployment) -> None:
+        self.app, self.local = app, local
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.local.loop = asyncio.get_running_loop()
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        # In flight until the response starts (the client may send its next request before this call returns).
+        self.local.inflight += 1
+        answered = False
+
+        async def send_counting(message) -> None:
+            nonlocal answered
+            if not answered and message["type"] == "http.response.start":
+                answered = True
+                self.local.inflight -= 1
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_counting)
+        finally:
+            if not answered:
+                self.local.inflight -= 1
 
 
 class _HandleRetriever:
@@ -184,7 +281,8 @@ def _config(config: dict | Config) -> Config:
 
 
 class Ingress:
-    """FastAPI ingress: builds the answerer around handles to the retriever and generator deployments."""
+    """FastAPI ingress: builds the answerer around handles to the retriever and generator deployments (`retriever`
+    None: the retriever is built here, behind a `LocalDeployment`)."""
 
     def __init__(self, retriever, generator, config: dict, auth_token: str | None = None) -> None:
         from codesense_ray.app.compose import build_answerer
@@ -194,6 +292,10 @@ class Ingress:
         gen = _HandleGenerator(generator) if generator is not None else None
         if cfg.serve.auth_token_env and not auth_token:
             raise CodesenseError(f"serve.auth_token_env: no token for {cfg.serve.auth_token_env}; refusing to serve without auth")
+        local = None
+        if retriever is None:  # serve.colocate_retriever: the model and the index live in this replica
+            retriever = local = LocalDeployment(RetrieverDeployment(config))
+            local.target.load_hint = lambda: local.inflight
         metrics = Metrics()
         monitor = ServeMonitor.from_config(cfg, metrics.registry, metrics.stage, lambda: retriever.index_metadata.remote().result())
         # The same composition as the CLI's, with the retriever and generator behind deployment handles.
@@ -209,6 +311,8 @@ class Ingress:
 
         # OpenAI-compatible /v1/chat/completions and /v1/models: same app, so the same auth, errors and metrics.
         add_chat_routes(self.api, self.answerer, metrics, cfg.chat, error_status, _error_payload)
+        if local is not None:
+            self.api.add_middleware(BindLoop, local=local)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve calls this on the replica after __init__: the app needs the handles, so it cannot exist earlier.

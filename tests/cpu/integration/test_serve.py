@@ -1,7 +1,9 @@
 """The Ray Serve app on a real embedded index, through `codesense serve`: every endpoint and error, SSE, auth.
 
 The generator is the real `openai` backend pointed at a local server speaking the OpenAI wire format, so the
-whole graph (ingress → retriever deployment → generator deployment) runs as in production.
+whole graph runs as in production: ingress (holding the retriever, embedded Qdrant's default) → generator
+deployment; `split_app` runs the retriever as its own deployment (`serve.colocate_retriever: false`, the
+layout a Qdrant server gets).
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def llm():
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, llm):
     """Index the sample service, then start `codesense serve` with auth and the OpenAI-compatible generator."""
+    yield from _serve_app(tmp_path_factory, llm, {})
+
+
+@pytest.fixture(scope="module")
+def split_app(tmp_path_factory, llm):
+    """The same app with the retriever in its own deployment, reached through a Serve handle."""
+    yield from _serve_app(tmp_path_factory, llm, {"colocate_retriever": False})
+
+
+def _serve_app(tmp_path_factory, llm, serve: dict):
     import shutil
 
     from tests.conftest import PAYMENTS
@@ -45,7 +57,7 @@ def app(tmp_path_factory, llm):
         project,
         [{"id": "payments", "path": "payments", "web_url": "https://github.com/acme/payments", "ref": "4f1c2ab"}],
         generator={"backend": "openai", "base_url": server.url + "/v1", "model": "qwen2.5-coder", "timeout_s": 5},
-        serve={"auth_token_env": "CODESENSE_TEST_TOKEN"},
+        serve={"auth_token_env": "CODESENSE_TEST_TOKEN", **serve},
         tracing={"backend": "none"},
         search={"query_cache_size": 0},  # every query reaches the model: the concurrency test compares real embeddings
     )
@@ -161,10 +173,12 @@ CONCURRENT_QUERIES = [
 ]
 
 
-def test_32_concurrent_searches_succeed_with_the_hits_each_gets_alone(app):
-    """32 searches at once all answer 200 with exactly the hits each query gets on its own (their embeddings were
-    computed in shared model calls: the batch-size histogram shows batches > 1), and /healthz still reaches the
-    retriever while they run."""
+@pytest.mark.parametrize("which", ["app", "split_app"])
+def test_32_concurrent_searches_succeed_with_the_hits_each_gets_alone(which, request):
+    """32 searches at once all answer 200 with exactly the hits each query gets on its own (they were served in
+    shared batches: the batch-size histogram shows batches > 1), and /healthz still reaches the retriever while
+    they run — with the retriever in the ingress and as its own deployment."""
+    app = request.getfixturevalue(which)
     alone = {q: _hit_keys(app.post("/v1/search", json={"query": q, "k": 5})) for q in CONCURRENT_QUERIES}
 
     async def together():
@@ -184,3 +198,11 @@ def test_32_concurrent_searches_succeed_with_the_hits_each_gets_alone(app):
 def _hit_keys(response) -> list[tuple[str, int, str]]:
     assert response.status_code == 200, response.text
     return [(h["path"], h["start_line"], h["url"]) for h in response.json()["hits"]]
+
+
+def test_split_app_answers_through_the_retriever_deployment(split_app, llm):
+    """With the retriever behind a handle, /v1/ask (a sync route: its search blocks on the handle) still answers
+    with verified sources."""
+    r = split_app.post("/v1/ask", json={"question": "How are JWT bearer tokens verified?"})
+    assert r.status_code == 200, r.text
+    assert any(s["path"].endswith("jwt.py") for s in r.json()["sources"])

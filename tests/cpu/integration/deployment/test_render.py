@@ -161,8 +161,18 @@ def test_serve_config_is_generated_from_the_serve_section(tmp_path):
     replicas = {d["name"]: d.get("num_replicas") for d in app["deployments"]}
     assert replicas["retriever"] == 3 and replicas["ingress"] == 2 and "generator" in replicas
     assert serve["http_options"]["request_timeout_s"] == 45
+    assert {d["name"]: d["ray_actor_options"]["num_cpus"] for d in app["deployments"] if d["name"] != "generator"} == {"ingress": 0.25, "retriever": 1.0}
     head = rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
     assert {"name": "codesense-config", "configMap": {"name": "codesense-config"}} in head["volumes"]
+
+
+def test_serve_config_colocates_the_retriever_only_when_asked_or_embedded(tmp_path):
+    """With a Qdrant server the retriever is its own deployment unless `serve.colocate_retriever: true`; then the
+    ingress reserves the retriever's CPUs instead."""
+    data = {**STUDENT, "serve": {"colocate_retriever": True, "retriever_num_cpus": 2}, "qdrant": {"url": "http://q:6333"}}
+    app = yaml.safe_load(_by_kind(render(_cfg(tmp_path, data)).objects, "RayService")[0]["spec"]["serveConfigV2"])["applications"][0]
+    names = {d["name"]: d for d in app["deployments"]}
+    assert "retriever" not in names and names["ingress"]["ray_actor_options"] == {"num_cpus": 2}
 
 
 def test_no_secret_values_anywhere(tmp_path, monkeypatch):

@@ -182,6 +182,14 @@ class ServeConfig(_Section):
     retriever_replicas: int = Field(1, ge=1, description="Retriever replicas; embedded Qdrant allows exactly 1 (one process), a Qdrant server any number.")
     generator_replicas: int = Field(1, ge=1, description="Generator replicas (each loads the local model, or holds a client to the remote one).")
     retriever_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per retriever replica (it runs the query embedding).")
+    direct_ingress: bool | None = Field(
+        None,
+        description=(
+            "`codesense serve`: the ingress replica answers HTTP on `serve.port` itself (Ray Serve's direct ingress), without "
+            "the hop through the Serve proxy. Default (null): on when `codesense serve` starts its own Ray and there is one "
+            "ingress replica; off when joining a cluster (`ray.address`), where Ray's HAProxy mode is the equivalent."
+        ),
+    )
     colocate_retriever: bool | None = Field(
         None,
         description=(

@@ -7,6 +7,7 @@ the sparse vector matches rare identifiers and words, and the definitions table 
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from codesense_ray.config import SearchConfig
 from codesense_ray.index.embedding import Embedder
-from codesense_ray.errors import IndexNotBuilt, RepositoryNotFound
+from codesense_ray.errors import CodesenseError, IndexNotBuilt, RepositoryNotFound
 from codesense_ray.retrieval.file_ranking import aggregate_files
 from codesense_ray.retrieval.fusion import fuse_rankings
 from codesense_ray.index.lexical import path_suffixes, query_identifiers, query_paths, query_sparse_vector, split_passages, traceback_functions
@@ -111,14 +112,58 @@ class Retriever:
             return []
         return split_passages(query, self.cfg.passage_chars)
 
-    def search(self, query: str, k: int | None = None, repo_ids: Sequence[str] = (), *, query_vectors: np.ndarray | None = None) -> list[SearchHit]:
-        """Ranked chunk hits; `query_vectors`: the embeddings of `passages_to_embed(query)`, when already computed."""
+    def search_batch(
+        self, requests: Sequence[tuple[str, int | None, Sequence[str]]], timings: dict[str, float] | None = None
+    ) -> list[list[SearchHit] | CodesenseError]:
+        """Several searches at once (the Serve retriever's batch): one model call embeds every query's passages
+        and one dense search per repository filter covers them all; each result is what `search` returns for
+        that query alone, or its domain error. `timings` receives the batch's `embed_query` seconds."""
+        passages = [self.passages_to_embed(query) for query, _, _ in requests]
+        flat = [p for ps in passages for p in ps]
+        started = time.perf_counter()
+        vectors = self.embedder.embed_queries(flat) if flat else np.zeros((0, 0), dtype=np.float32)
+        if timings is not None and flat:
+            timings["embed_query"] = time.perf_counter() - started
+        bounds = np.cumsum([0] + [len(ps) for ps in passages])
+        own = [vectors[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        dense: list[list[list[str]] | None] = [None] * len(requests)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, (_, _, repo_ids) in enumerate(requests):
+            if passages[i]:
+                groups.setdefault(tuple(repo_ids), []).append(i)
+        for repo_ids, members in groups.items():
+            try:
+                lists = self.store.dense_search(np.concatenate([own[i] for i in members]), self.cfg.candidates, list(repo_ids))
+            except CodesenseError:
+                continue  # each query then searches alone and reports the error itself
+            row = 0
+            for i in members:
+                dense[i], row = lists[row : row + len(own[i])], row + len(own[i])
+        out: list[list[SearchHit] | CodesenseError] = []
+        for (query, k, repo_ids), vecs, lists in zip(requests, own, dense):
+            try:
+                out.append(self.search(query, k, repo_ids, query_vectors=vecs if len(vecs) else None, dense_lists=lists))
+            except CodesenseError as err:
+                out.append(err)
+        return out
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        repo_ids: Sequence[str] = (),
+        *,
+        query_vectors: np.ndarray | None = None,
+        dense_lists: list[list[str]] | None = None,
+    ) -> list[SearchHit]:
+        """Ranked chunk hits; `query_vectors`: the embeddings of `passages_to_embed(query)`, when already computed;
+        `dense_lists`: their nearest chunks, when already searched (`search_batch`)."""
         k = k or self.cfg.k
         metas = self.repositories()
         unknown = [r for r in repo_ids if r not in metas]
         if unknown:
             raise RepositoryNotFound(f"unknown repository '{unknown[0]}' (indexed: {', '.join(sorted(metas)) or 'none'})")
-        rankings = self.rank_signals(query, repo_ids, query_vectors=query_vectors)
+        rankings = self.rank_signals(query, repo_ids, query_vectors=query_vectors, dense_lists=dense_lists)
         fused = fuse_rankings(rankings, self.cfg.weights, self.cfg.rrf_k)[:k]
         ranks = {sig: {pid: i + 1 for i, pid in enumerate(ids)} for sig, ids in rankings.items()}
         payloads = self.store.payloads([pid for pid, _ in fused])
@@ -154,13 +199,17 @@ class Retriever:
         root = meta.get("root")
         return line_url(meta.get("web_url"), meta.get("host_kind") or "generic", meta.get("ref"), path, start, end, local_root=root)
 
-    def rank_signals(self, query: str, repo_ids: Sequence[str] = (), *, query_vectors: np.ndarray | None = None) -> dict[str, list[str]]:
+    def rank_signals(
+        self, query: str, repo_ids: Sequence[str] = (), *, query_vectors: np.ndarray | None = None, dense_lists: list[list[str]] | None = None
+    ) -> dict[str, list[str]]:
         """Ranked point ids from each signal, best first."""
         n = self.cfg.candidates
         rankings: dict[str, list[str]] = {}
         weights = self.cfg.weights
         passages = self.passages_to_embed(query)
-        if passages:
+        if passages and dense_lists is not None:
+            rankings["dense"] = self.fuse_passages(dense_lists, n)
+        elif passages:
             vectors = query_vectors if query_vectors is not None else self.embedder.embed_queries(passages)
             rankings["dense"] = self.dense_matches(vectors, repo_ids, n)
         if weights.get("sparse", 1.0) > 0:
@@ -174,7 +223,10 @@ class Retriever:
 
     def dense_matches(self, vectors: np.ndarray, repo_ids: Sequence[str], n: int) -> list[str]:
         """Nearest chunks to the query's passage vectors (a long query is embedded passage by passage); the lists fused."""
-        lists = self.store.dense_search(vectors, n, repo_ids)
+        return self.fuse_passages(self.store.dense_search(vectors, n, repo_ids), n)
+
+    def fuse_passages(self, lists: list[list[str]], n: int) -> list[str]:
+        """One dense ranking from the nearest-chunk lists of a query's passages (RRF when there are several)."""
         if len(lists) == 1:
             return lists[0]
         return [pid for pid, _ in fuse_rankings({str(i): ids for i, ids in enumerate(lists)}, k=self.cfg.rrf_k)][:n]

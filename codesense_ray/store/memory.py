@@ -78,9 +78,17 @@ class MemoryIndex:
         return [self.ids[i] for i in top]
 
     def dense(self, vector: np.ndarray, n: int, repo_ids: Sequence[str] = ()) -> list[str]:
-        q = np.asarray(vector, dtype=np.float32)
-        q = q / (np.linalg.norm(q) or 1.0)
-        return self._top(self.matrix @ q, n, self._mask(repo_ids))
+        return self.dense_many([vector], n, repo_ids)[0]
+
+    def dense_many(self, vectors: Sequence[np.ndarray], n: int, repo_ids: Sequence[str] = ()) -> list[list[str]]:
+        """Per vector, the `n` nearest ids: one matrix product for all of them, so the matrix is read from memory
+        once per batch instead of once per query (it is the cost: ~16 MB for 10k MiniLM chunks)."""
+        q = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        q = q / np.where(norms == 0, 1.0, norms)
+        scores = self.matrix @ q.T
+        mask = self._mask(repo_ids)
+        return [self._top(np.ascontiguousarray(scores[:, j]), n, mask) for j in range(q.shape[0])]
 
     def sparse(self, indices: Sequence[int], values: Sequence[float], n: int, repo_ids: Sequence[str] = ()) -> list[str]:
         """Qdrant's IDF-modified sparse dot product: Σ idf(t)·q(t)·d(t), idf = ln(1 + (N − df + 0.5)/(df + 0.5))."""
@@ -140,7 +148,7 @@ class MemoryReplica:
 
     def dense_search(self, vectors, n: int, repo_ids: Sequence[str] = ()) -> list[list[str]]:
         mem = self.snapshot()
-        return [mem.dense(v, n, repo_ids) for v in vectors] if mem else [[] for _ in vectors]
+        return mem.dense_many(list(vectors), n, repo_ids) if mem and len(vectors) else [[] for _ in vectors]
 
     def sparse_search(self, indices, values, n: int, repo_ids: Sequence[str] = ()) -> list[str]:
         mem = self.snapshot()

@@ -69,24 +69,16 @@ class RetrieverDeployment:
         return await asyncio.get_running_loop().run_in_executor(self._worker, self.search_many, requests)
 
     def search_many(self, requests: list[tuple[str, int | None, tuple[str, ...]]]) -> list[Any]:
-        """One model call for the passages of every query, then each query searched with its own rows."""
-        passages = [self.retriever.passages_to_embed(query) for query, _, _ in requests]
-        flat = [p for ps in passages for p in ps]
-        started = time.perf_counter()
-        vectors = self.retriever.embedder.embed_queries(flat) if flat else None
-        embed_s = time.perf_counter() - started
+        """One model call for the passages of every query and one dense search per repository filter
+        (`Retriever.search_batch`); each query gets its own hits, or its own domain error as data."""
+        timings: dict[str, float] = {}
+        results = self.retriever.search_batch(requests, timings)
         out: list[Any] = []
-        row = 0
-        for (query, k, repo_ids), ps in zip(requests, passages):
-            own = vectors[row : row + len(ps)] if ps else None
-            row += len(ps)
-            try:
-                hits = self.retriever.search(query, k, list(repo_ids), query_vectors=own)
-            except CodesenseError as err:
-                out.append(_as_error(err))
-                continue
-            timings = {"embed_query": embed_s} if ps else {}
-            out.append({"timings": timings, "batch": len(requests), "hits": [asdict(h) for h in hits]})
+        for result in results:
+            if isinstance(result, CodesenseError):
+                out.append(_as_error(result))
+            else:
+                out.append({"timings": timings, "batch": len(requests), "hits": [asdict(h) for h in result]})
         return out
 
     def index_metadata(self) -> dict:

@@ -116,6 +116,8 @@ def test_queries_agree(indexed, other):
     assert store.line_count("payments", "app/auth/jwt.py") == other.line_count("payments", "app/auth/jwt.py") > 50
     assert store.line_count("payments", "no/such/file.py") is None and other.line_count("payments", "no/such/file.py") is None
     assert store.dense_search(embedder.embed_queries(["x"]), 5, ["no-such-repo"]) == [[]] == other.dense_search(embedder.embed_queries(["x"]), 5, ["no-such-repo"])
+    several = embedder.embed_queries(QUERIES)  # one batched call (the replica: one matrix product) = each alone
+    assert other.dense_search(several, 10, []) == store.dense_search(several, 10, []) == [store.dense_search(v[None], 10, [])[0] for v in several]
 
 
 def test_retriever_ranks_every_signal_the_same(indexed, other):
@@ -128,6 +130,22 @@ def test_retriever_ranks_every_signal_the_same(indexed, other):
         for signal in a:
             assert a[signal][:10] == b[signal][:10], (q, signal)
         assert [(h.path, h.start_line, h.url) for h in ref.search(q, k=5)] == [(h.path, h.start_line, h.url) for h in got.search(q, k=5)]
+
+
+def test_search_batch_answers_each_query_like_search(indexed, other):
+    """`Retriever.search_batch` (the Serve retriever's batch: one model call, one dense search per repository
+    filter) returns each query exactly what `search` returns alone, and a bad repository fails only its query."""
+    from codesense_ray.errors import RepositoryNotFound
+
+    cfg, _, embedder = indexed
+    retriever = Retriever(other, embedder, cfg.search)
+    requests = [(q, 5, ["payments"] if i % 2 else []) for i, q in enumerate(QUERIES)] + [("refund", 5, ["nope"])]
+    timings: dict = {}
+    results = retriever.search_batch(requests, timings)
+    assert isinstance(results[-1], RepositoryNotFound) and timings["embed_query"] > 0
+    for (q, k, repos), hits in zip(requests, results):
+        if repos != ["nope"]:
+            assert [(h.path, h.start_line, h.signals) for h in hits] == [(h.path, h.start_line, h.signals) for h in retriever.search(q, k, repos)], q
 
 
 def test_replica_follows_the_alias(indexed, tmp_path):

@@ -12,7 +12,7 @@ interleaved with this tree's code round by round (the order alternates), so both
 this machine is shared and noisy, so compare the ratios of one run, not seconds across runs.
 
     .venv/bin/python benchmarks/index_throughput.py [--corpus small|large | --libs httpx click ...]
-        [--baseline-ref f63bed3] [--rounds 1] [--json out.json]
+        [--baseline-ref f63bed3] [--in-process] [--rounds 1] [--json out.json]
 
 `--corpus large` (≥ 20k chunks: the five default libraries plus networkx and pygments) is where a user with a
 real monorepo is; on two loaded cores one round takes most of an hour.
@@ -184,14 +184,15 @@ def snapshot_tree(dest: Path) -> Path:
     return out
 
 
-def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path, bare_sample: int | None) -> dict:
-    """One measurement of the code at `code` in a fresh process, on a private copy of the corpus."""
+def run_child(code: Path, corpus: Path, libs: list[str], scratch: Path, bare_sample: int | None, extra: dict | None = None) -> dict:
+    """One measurement of the code at `code` in a fresh process, on a private copy of the corpus (`extra`: more
+    config sections, e.g. the in-process runner)."""
     work = Path(tempfile.mkdtemp(prefix="measure-", dir=scratch))
     repos = [{"id": lib, "path": str(work / "corpus" / lib)} for lib in libs]
     shutil.copytree(corpus, work / "corpus")
     import yaml
 
-    (work / "codesense.yaml").write_text(yaml.safe_dump({"repositories": repos}))
+    (work / "codesense.yaml").write_text(yaml.safe_dump({"repositories": repos, **(extra or {})}))
     (work / "repos.json").write_text(json.dumps(repos))
     env = {**os.environ, **CHILD_ENV, "PYTHONPATH": str(code)}
     sample = ["--bare-sample", str(bare_sample)] if bare_sample else []
@@ -216,6 +217,7 @@ def main() -> None:
     ap.add_argument("--baseline-ref", help="also measure this git commit's code (e.g. f63bed3), interleaved with this tree's")
     ap.add_argument("--rounds", type=int, default=1, help="measurements per code version")
     ap.add_argument("--bare-sample", type=int, help="time bare encode on this many of the chunks only (rate compared; saves time on --corpus large)")
+    ap.add_argument("--in-process", action="store_true", help="also measure this tree with every run in-process (index.in_process_max_files: all; no Ray)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--measure", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -227,14 +229,18 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="codesense-bench-"))
     try:
         copy_libraries(libs, scratch / "corpus")
-        variants = {"current": snapshot_tree(scratch)}
+        current = snapshot_tree(scratch)
+        variants: dict[str, tuple[Path, dict | None]] = {"current": (current, None)}
+        if args.in_process:
+            variants["current, in-process"] = (current, {"index": {"in_process_max_files": 10**9}})
         if args.baseline_ref:
-            variants[f"baseline {args.baseline_ref}"] = export_commit(args.baseline_ref, scratch)
+            variants[f"baseline {args.baseline_ref}"] = (export_commit(args.baseline_ref, scratch), None)
         rows = []
         for rnd in range(args.rounds):
             order = list(variants) if rnd % 2 == 0 else list(reversed(variants))
             for name in order:
-                row = {"variant": name, "round": rnd, **run_child(variants[name], scratch / "corpus", libs, scratch, args.bare_sample)}
+                code, extra = variants[name]
+                row = {"variant": name, "round": rnd, **run_child(code, scratch / "corpus", libs, scratch, args.bare_sample, extra)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         summarize(rows)

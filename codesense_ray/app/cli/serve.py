@@ -81,7 +81,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "serve",
         parents=[common],
         help="run the Ray Serve HTTP app (POST /v1/ask, /v1/search; GET /healthz, /metrics)",
-        description="Start a local Ray, deploy ingress → retriever → generator, and serve until Ctrl-C.",
+        description="Start a local Ray, deploy the ingress (holding the retriever with embedded Qdrant) and the generator, and serve until Ctrl-C.",
     )
     p.add_argument("--port", type=int, default=None, help="HTTP port (default: serve.port, 8000)")
     p.add_argument("--host", default=None, help="listen address (default: serve.host, 127.0.0.1)")

@@ -8,13 +8,10 @@ same objects. Nothing binds here; `app.serve.app.build_app` does.
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from functools import partial
 from typing import Any, Callable, Iterator
 
-import numpy as np
 from fastapi import FastAPI
 
 from codesense_ray.answering.generators.base import Generation

@@ -3,10 +3,11 @@
 A small service mesh inside one app: each deployment scales on its own (the retriever holds the embedding
 model and the Qdrant client, the generator the LLM or its client), and the ingress talks to them through
 deployment handles. With embedded Qdrant (one process anyway) the retriever runs inside the ingress replica
-instead — the same class behind a local handle, one hop less per request (`serve.colocate_retriever`). Nothing binds at import time: `build_app(config)` does, so `serve run` and
-`codesense serve` build the same graph from `codesense.yaml`. The pieces: `http.py` (wire format, routes),
-`deployments.py` (replicas and handles), `metrics.py`, `chat.py` (OpenAI-compatible routes),
-`instrumentation.py` (monitoring hooks and `/v1/feedback`).
+instead: the same class behind a local handle, one hop less per request (`serve.colocate_retriever`).
+Nothing binds at import time: `build_app(config)` does, so `serve run` and `codesense serve` build the same
+graph from `codesense.yaml`. The pieces: `http.py` (wire format, routes), `deployments.py` (replicas and
+handles), `metrics.py`, `chat.py` (OpenAI-compatible routes), `instrumentation.py` (monitoring hooks and
+`/v1/feedback`).
 
     serve run serve_configs/local.yaml           # or: codesense serve --port 8000
 """

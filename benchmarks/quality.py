@@ -1,6 +1,7 @@
 """Retrieval quality on the dev sets, with an ablation of each signal — no LLM in the loop.
 
     .venv/bin/python benchmarks/quality.py [--sets handwritten issues_payments docstring issues bugs] [--json out.json]
+    .venv/bin/python benchmarks/quality.py --query-dtype float32     # the same with a float32 query encoder
 
 Indexes (incrementally, cached under `.codesense/quality/`) the repositories each set needs, runs every
 question once through `Retriever.rank_signals`, then fuses the same signal rankings under each ablation
@@ -118,7 +119,7 @@ def ensure_index(cfg_path: Path) -> None:
     subprocess.run([BIN, "index", "--config", str(cfg_path), "--no-progress", "--json"], check=True, env=env, stdout=subprocess.DEVNULL)
 
 
-def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
+def evaluate(cfg_path: Path, dataset_path: Path, query_dtype: str | None = None) -> dict:
     from codesense_ray.config import load_config
     from codesense_ray.evaluation.dataset import load_dataset
     from codesense_ray.evaluation.metrics import gold_ranks, hit_at_k, reciprocal_rank
@@ -128,6 +129,8 @@ def evaluate(cfg_path: Path, dataset_path: Path) -> dict:
 
     os.environ["CODESENSE_HOME"] = str(cfg_path.parent / ".codesense")
     cfg = load_config(cfg_path)
+    if query_dtype:
+        cfg.embedding.query_dtype = query_dtype
     retriever = build_retriever(cfg, long_lived=True)
     data = load_dataset(dataset_path)
     per_variant: dict[str, list[dict]] = {v: [] for v in [*VARIANTS, *FILE_VARIANTS, *PASSAGE_CHARS]}
@@ -180,6 +183,7 @@ def main() -> None:
     ap.add_argument("--json")
     ap.add_argument("--bugs-config", type=Path, help="index/evaluate the bug set with this config (e.g. a subset of its repositories)")
     ap.add_argument("--embedding-model", help="index and evaluate every set with this `embedding.model` (e.g. a fine-tuned directory) in separate indexes")
+    ap.add_argument("--query-dtype", choices=["auto", "float32", "bfloat16", "float16"], help="evaluate with this `embedding.query_dtype` (default: the config's)")
     ap.add_argument("--tag", default="alt", help="suffix of the separate configs/indexes of --embedding-model")
     args = ap.parse_args()
     results = {}
@@ -192,7 +196,7 @@ def main() -> None:
         if project not in indexed:
             ensure_index(cfg_path)
             indexed.add(project)
-        results[name] = evaluate(cfg_path, ROOT / "data" / "eval" / f"{name}.jsonl")
+        results[name] = evaluate(cfg_path, ROOT / "data" / "eval" / f"{name}.jsonl", args.query_dtype)
         r = results[name]
         print(f"\n## {name} ({r['n']} questions, {r['seconds_per_query']}s/query)")
         print(f"| variant | {' | '.join(f'file_hit@{k}' for k in KS)} | file_mrr |")

@@ -72,7 +72,7 @@ def build_index_gate(cfg: Config, store: IndexStore, gates_path: str, dataset_pa
 
     def gate(collection: str) -> GateVerdict:
         pinned = query_store(cfg, store.pinned(collection), long_lived=True)
-        retriever = Retriever(pinned, SentenceTransformerEmbedder(cfg.embedding), cfg.search)
+        retriever = Retriever(pinned, SentenceTransformerEmbedder(cfg.embedding, for_queries=True), cfg.search)
         report = EvalRunner(retriever, ks=ecfg.ks, depth=ecfg.depth, candidates=cfg.search.candidates).run(dataset)
         return GateVerdict(dataset_path, report.metrics, check_gates(report.metrics, rules))
 
@@ -115,7 +115,7 @@ def query_embedder(cfg: Config, *, long_lived: bool, threads: int = 1):
     """
     from codesense_ray.index.embedding import QueryEmbeddingCache, SentenceTransformerEmbedder
 
-    embedder = SentenceTransformerEmbedder(cfg.embedding, threads=threads)
+    embedder = SentenceTransformerEmbedder(cfg.embedding, threads=threads, for_queries=True)
     size = cfg.search.query_cache_size
     return QueryEmbeddingCache(embedder, size) if long_lived and size else embedder
 

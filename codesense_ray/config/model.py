@@ -115,6 +115,12 @@ class EmbeddingConfig(_Section):
         description="Instruction prefixed to queries (not documents). Defaults to the Qwen3 code-retrieval instruction for Qwen3 models, none otherwise.",
     )
     max_seq_length: int | None = Field(None, ge=16, description="Override of the model's token limit (else read from the model).")
+    query_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Precision of the query encoder (search, Serve, evaluation; documents are always embedded in float32). "
+        "`auto`: bfloat16 on a CPU with native bfloat16 instructions (AVX512_BF16, AMX, Arm BF16) — 1.5-1.7x faster "
+        "per query, cosine to float32 above 0.9999 — else float32.",
+    )
 
 
 class QdrantConfig(_Section):
@@ -209,7 +215,7 @@ class ServeConfig(_Section):
         64, ge=1, description="Requests one ingress or retriever replica accepts at once (both are async: waiting requests cost no thread). Ray's default of 5 left the rest polling in the proxy's router with backoff."
     )
     query_batch_size: int = Field(
-        16, ge=1, description="Retriever: at most this many concurrent queries' passages are embedded in one model call (`@serve.batch`); 1 turns batching off."
+        16, ge=1, description="Retriever: at most this many concurrent searches are served as one batch (one model call; the batch is formed when the model frees up, at most half the recent concurrency); 1 turns batching off."
     )
     query_batch_wait_ms: float = Field(
         10.0,

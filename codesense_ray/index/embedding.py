@@ -148,10 +148,39 @@ def pick_device(device: str) -> str:
     return "cpu"
 
 
-class SentenceTransformerEmbedder:
-    """sentence-transformers backend; loads the model once (a Ray Data actor's `__init__`)."""
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bfloat16 dot products in hardware (x86 AVX512_BF16 or AMX, Arm BF16), from
+    `/proc/cpuinfo` (or the text given); elsewhere bfloat16 is emulated and slower than float32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.partition(":")[2].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
-    def __init__(self, cfg: EmbeddingConfig, *, threads: int | None = None) -> None:
+
+def resolve_query_dtype(setting: str, device: str) -> str:
+    """`embedding.query_dtype` for a model on `device`: `auto` is bfloat16 on a CPU with native bfloat16, else
+    float32 (on a GPU, float32 unless set: the GPU is not where a query's milliseconds go)."""
+    if setting != "auto":
+        return setting
+    return "bfloat16" if device == "cpu" and cpu_has_native_bf16() else "float32"
+
+
+class SentenceTransformerEmbedder:
+    """sentence-transformers backend; loads the model once (a Ray Data actor's `__init__`).
+
+    `for_queries`: this instance embeds queries only (search, Serve, evaluation), so it runs at
+    `embedding.query_dtype` — bfloat16 on a CPU that has it: the same weights rounded to 8 significant bits,
+    1.5-1.7x faster on MiniLM, vectors within cosine 0.9999 of float32. Documents stay float32: an index is
+    written once and read for months, a query is paid for on every request.
+    """
+
+    def __init__(self, cfg: EmbeddingConfig, *, threads: int | None = None, for_queries: bool = False) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -166,6 +195,11 @@ class SentenceTransformerEmbedder:
             torch.set_num_threads(max(1, threads or os.cpu_count() or 1))
         self._model = SentenceTransformer(info.path, device=self.device, local_files_only=True)
         self._model.max_seq_length = info.max_seq_length
+        self.dtype = resolve_query_dtype(cfg.query_dtype, self.device) if for_queries else "float32"
+        if self.dtype != "float32":
+            import torch
+
+            self._model.to(getattr(torch, self.dtype))
         self.dimension = info.dimension
         self.max_seq_length = info.max_seq_length
         self.batch_size = cfg.batch_size
@@ -189,7 +223,10 @@ class SentenceTransformerEmbedder:
         vecs = self._model.encode(
             [self.query_instruction + t for t in texts], batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
-        return vecs.astype(np.float32, copy=False)
+        vecs = vecs.astype(np.float32, copy=False)
+        if self.dtype != "float32" and len(vecs):  # normalised in low precision: unit length again in float32
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return vecs
 
 
 class QueryEmbeddingCache:

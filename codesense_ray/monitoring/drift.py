@@ -294,7 +294,7 @@ def _query_embedder(cfg: Any) -> Callable[[list[str]], np.ndarray]:
 
     def embed(texts: list[str]) -> np.ndarray:
         if not loaded:  # loaded on first use: a window too small to test never loads the model
-            loaded.append(SentenceTransformerEmbedder(cfg.embedding))
+            loaded.append(SentenceTransformerEmbedder(cfg.embedding, for_queries=True))
         return loaded[0].embed_queries(texts)
 
     return embed

@@ -8,7 +8,7 @@ the sparse vector matches rare identifiers and words, and the definitions table 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -48,12 +48,13 @@ class SearchHit:
     signals: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self, *, with_text: bool = False) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f: getattr(self, f) for f in HIT_FIELDS if with_text or f not in ("text", "header")}  # no deep copy
         d["score"] = round(self.score, 6)
-        if not with_text:
-            d.pop("text")
-            d.pop("header")
+        d["signals"] = dict(self.signals)
         return d
+
+
+HIT_FIELDS = tuple(f.name for f in fields(SearchHit))
 
 
 @dataclass

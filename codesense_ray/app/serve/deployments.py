@@ -8,13 +8,14 @@ same objects. Nothing binds here; `app.serve.app.build_app` does.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import math
 from dataclasses import asdict
 from typing import Any, Callable, Iterator
 
 from fastapi import FastAPI
 
 from codesense_ray.answering.generators.base import Generation
+from codesense_ray.app.serve.batching import ContinuousBatcher, RecentPeak
 from codesense_ray.app.serve.http import _as_error, _error_payload, _raise_remote_error, create_api, error_status
 from codesense_ray.app.serve.metrics import Metrics
 from codesense_ray.config import Config, config_from_dict
@@ -23,27 +24,27 @@ from codesense_ray.errors import CodesenseError, GeneratorError, IndexNotBuilt
 class RetrieverDeployment:
     """Holds the embedding model and the index. Embedded Qdrant: exactly one replica (or hosted in the ingress).
 
-    Async, so the replica's event loop only coordinates: concurrent searches are served as one batch
-    (`@serve.batch`, sized by `serve.query_batch_size`) — one model call embeds every query's passages, then each
-    query is searched — in one worker thread whose torch uses the replica's CPU share. A single kitchen line
-    instead of 32 cooks fighting over two stoves: no oversubscribed cores, and `status` (/healthz) and line
-    counts answer while searches run.
+    Async, so the replica's event loop only coordinates: concurrent searches are served in batches
+    (`ContinuousBatcher`, at most `serve.query_batch_size`) — one model call embeds every query's passages, one
+    matrix product answers their dense searches, then each query is fused and ranked — in one worker thread whose
+    torch uses the replica's CPU share. A single kitchen line instead of 32 cooks fighting over two stoves: no
+    oversubscribed cores, and `status` (/healthz) and line counts answer while searches run.
 
-    The whole search is the batched unit, not only the embedding: while one batch runs, the next requests queue
-    in front of the model and form the next batch. (Batching only the embedding let each request's batch close
-    after `query_batch_wait_ms` and wait behind the searches in the worker's queue: batches of ~1.1 under load.)
+    The whole search is the batched unit, not only the embedding, and a batch is formed when the worker frees
+    up: what queued while the last batch ran goes in together. (Batching only the embedding let each request's
+    batch close after `query_batch_wait_ms` and wait behind the searches in the worker's queue: batches of ~1.1
+    under load. `@serve.batch` closes batches on its timer while the worker is busy: lopsided batches.)
     """
 
     def __init__(self, config: dict) -> None:
-        from ray import serve
-
         from codesense_ray.app.compose import build_serve_retriever
 
         s = _config(config).serve
         self.retriever = build_serve_retriever(_config(config), threads=max(1, round(s.retriever_num_cpus)))
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retriever-cpu")
         self._wait_s = s.query_batch_wait_ms / 1000
-        self.search_batch = serve.batch(max_batch_size=s.query_batch_size, batch_wait_timeout_s=self._wait_s)(self._search_batch)
+        self._max_batch = s.query_batch_size
+        self.batcher = ContinuousBatcher(self.search_many, max_batch_size=s.query_batch_size, thread_name="retriever-cpu")
+        self._concurrency = RecentPeak()
         self._searching = 0
         self.load_hint: Callable[[], int] = lambda: 0
         """Requests in flight in this replica beyond its searches (the colocated ingress counts its HTTP requests)."""
@@ -53,17 +54,20 @@ class RetrieverDeployment:
         (the ingress exports both as metrics); a domain error as data.
 
         A lone request never waits for company: the batch window (`serve.query_batch_wait_ms`) opens only while
-        other requests are in flight, so one developer's query costs no wait and a crowd gets big batches."""
+        other requests are in flight, so one developer's query costs no wait and a crowd gets big batches. A batch
+        holds at most half the recent concurrency: two groups take turns, one in the model while the other's
+        answers and next questions cross HTTP (double buffering), so the model never idles between batches."""
         self._searching += 1
         try:
             busy = max(self._searching, self.load_hint())
-            self.search_batch.set_batch_wait_timeout_s(self._wait_s if busy > 1 else 0.0)
-            return await self.search_batch((query, k, tuple(repo_ids)))
+            self._concurrency.observe(busy)
+            self.batcher.configure(
+                max_batch_size=min(self._max_batch, math.ceil(self._concurrency.current() / 2)),
+                wait_s=self._wait_s if busy > 1 else 0.0,
+            )
+            return await self.batcher.submit((query, k, tuple(repo_ids)))
         finally:
             self._searching -= 1
-
-    async def _search_batch(self, requests: list[tuple[str, int | None, tuple[str, ...]]]) -> list[Any]:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self.search_many, requests)
 
     def search_many(self, requests: list[tuple[str, int | None, tuple[str, ...]]]) -> list[Any]:
         """One model call for the passages of every query and one dense search per repository filter
@@ -75,7 +79,7 @@ class RetrieverDeployment:
             if isinstance(result, CodesenseError):
                 out.append(_as_error(result))
             else:
-                out.append({"timings": timings, "batch": len(requests), "hits": [asdict(h) for h in result]})
+                out.append({"timings": timings, "batch": len(requests), "hits": result})  # `SearchHit`s: they pickle
         return out
 
     def index_metadata(self) -> dict:
@@ -133,7 +137,7 @@ class GeneratorDeployment:
 class _LocalResponse:
     """What a deployment handle's `.remote()` returns, for a method of an object in this process: awaitable on the
     replica's event loop, `.result()` from a request thread (an async method then runs on that loop, where its
-    `@serve.batch` queue lives)."""
+    batch queue lives)."""
 
     def __init__(self, owner: "LocalDeployment", fn, args: tuple, kwargs: dict) -> None:
         self.owner, self.fn, self.args, self.kwargs = owner, fn, args, kwargs
@@ -215,12 +219,10 @@ class _HandleRetriever:
         self.on_search = on_search
 
     def search(self, query: str, k: int | None = None, repo_ids=()):
-        from codesense_ray.retrieval.retriever import SearchHit
-
         result = _raise_remote_error(self.handle.search.remote(query, k, list(repo_ids)).result())
         if self.on_search:
             self.on_search(result)
-        return [SearchHit(**r) for r in result["hits"]]
+        return list(result["hits"])
 
     def file_line_count(self, repo: str, path: str) -> int | None:
         return self.handle.file_line_count.remote(repo, path).result()

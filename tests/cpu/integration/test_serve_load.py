@@ -45,8 +45,8 @@ def test_one_batch_returns_each_query_its_own_hits(deployment):
     for (query, k, repos), result in zip(QUERIES, together):
         alone = deployment.retriever.search(query, k, list(repos))
         assert result["batch"] == len(QUERIES) + 1 and "embed_query" in result["timings"]
-        assert [(h["path"], h["start_line"]) for h in result["hits"]] == [(h.path, h.start_line) for h in alone], query
-        assert [h["score"] for h in result["hits"]] == pytest.approx([h.score for h in alone], abs=1e-6)
+        assert [(h.path, h.start_line) for h in result["hits"]] == [(h.path, h.start_line) for h in alone], query
+        assert [h.score for h in result["hits"]] == pytest.approx([h.score for h in alone], abs=1e-6)
 
 
 class _Target:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
@@ -164,3 +165,22 @@ def test_replica_follows_the_alias(indexed, tmp_path):
     finally:
         store.swap_alias(old_live)
         store.client.delete_collection(new)
+
+
+def test_bfloat16_query_encoder_ranks_like_float32(indexed):
+    """`embedding.query_dtype: bfloat16` (the default on CPUs with native bfloat16): unit-length float32 vectors
+    within cosine 0.999 of the float32 encoder's, the same top 5 for every query, and documents untouched (a
+    query embedder is the only thing that changes precision)."""
+    from codesense_ray.index.embedding import SentenceTransformerEmbedder
+
+    cfg, store, embedder = indexed
+    bf16 = SentenceTransformerEmbedder(cfg.embedding.model_copy(update={"query_dtype": "bfloat16"}), for_queries=True)
+    assert bf16.dtype == "bfloat16" and embedder.dtype == "float32"
+    full, low = embedder.embed_queries(QUERIES), bf16.embed_queries(QUERIES)
+    assert low.dtype == np.float32 and np.allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
+    assert ((full * low).sum(axis=1) > 0.999).all() and not np.array_equal(full, low)
+    ref, got = Retriever(store, embedder, cfg.search), Retriever(store, bf16, cfg.search)
+    for q in QUERIES:
+        assert [(h.path, h.start_line) for h in ref.search(q, k=5)] == [(h.path, h.start_line) for h in got.search(q, k=5)], q
+    float32 = SentenceTransformerEmbedder(cfg.embedding.model_copy(update={"query_dtype": "float32"}), for_queries=True)
+    assert np.array_equal(float32.embed_queries(QUERIES), full)  # an explicit float32 is exactly the index's encoder

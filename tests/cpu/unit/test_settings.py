@@ -32,3 +32,22 @@ def test_mlflow_uri_resolution(tmp_path, monkeypatch):
     assert resolve_mlflow_uri(None, home) == f"sqlite:///{home.resolve()}/mlflow.db" and home.is_dir()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
     assert resolve_mlflow_uri(None, home) == "http://env:5000"
+
+
+def test_query_dtype_auto_is_bfloat16_only_on_cpus_that_compute_it_natively(monkeypatch):
+    """`embedding.query_dtype: auto` picks bfloat16 on a CPU with AVX512_BF16, AMX or Arm BF16 (read from cpuinfo),
+    float32 on one without (emulated bfloat16 is slower) and on a GPU; an explicit setting is kept as is."""
+    from codesense_ray.index import embedding
+
+    zen4 = "processor: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+    skylake = "processor: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+    graviton3 = "processor: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+    assert embedding.cpu_has_native_bf16(zen4) and embedding.cpu_has_native_bf16(graviton3)
+    assert not embedding.cpu_has_native_bf16(skylake) and not embedding.cpu_has_native_bf16("")
+    monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    assert embedding.resolve_query_dtype("auto", "cpu") == "bfloat16"
+    assert embedding.resolve_query_dtype("auto", "cuda") == "float32"
+    assert embedding.resolve_query_dtype("float32", "cpu") == "float32"
+    monkeypatch.setattr(embedding, "cpu_has_native_bf16", lambda cpuinfo=None: False)
+    assert embedding.resolve_query_dtype("auto", "cpu") == "float32"
+    assert embedding.resolve_query_dtype("bfloat16", "cpu") == "bfloat16"

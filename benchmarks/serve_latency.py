@@ -187,7 +187,9 @@ def serving(code: Path, home: Path, cfg_path: Path, log_path: Path):
     env = dict(os.environ, CODESENSE_HOME=str(home), PYTHONPATH=str(code))
     env.pop("RAY_ADDRESS", None)
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([BIN, "serve", "--config", str(cfg_path), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        # cwd = the checkout: Ray puts the driver's working directory first on its workers' sys.path, so from
+        # another directory the replicas would import that directory's code, whatever PYTHONPATH says.
+        proc = subprocess.Popen([BIN, "serve", "--config", str(cfg_path), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(code))
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.time() + 400

@@ -21,6 +21,7 @@ from codesense_ray.app.serve.metrics import Metrics
 from codesense_ray.config import Config, config_from_dict
 from codesense_ray.errors import CodesenseError, GeneratorError, IndexNotBuilt
 
+
 class RetrieverDeployment:
     """Holds the embedding model and the index. Embedded Qdrant: exactly one replica (or hosted in the ingress).
 

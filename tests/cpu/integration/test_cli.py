@@ -9,7 +9,7 @@ import pytest
 
 from codesense_ray.config import load_config
 from codesense_ray.store.qdrant import open_client
-from tests.conftest import CODESENSE_BIN
+from tests.conftest import CODESENSE_BIN, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -56,6 +56,7 @@ def test_bad_config_is_one_line_exit_2(project, yaml_text, fragment):
 
 def test_unknown_repo_and_empty_query(project):
     """Unknown --repo and an empty query are one-line errors with a non-zero exit."""
+    write_config(project, [{"id": "payments", "path": "payments"}], index={"in_process_max_files": 1000})  # no Ray needed
     run(project, "index", check=True)
     proc = run(project, "search", "x", "--repo", "nope")
     assert proc.returncode == 2 and "unknown repository 'nope'" in proc.stderr

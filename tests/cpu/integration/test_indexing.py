@@ -144,7 +144,8 @@ def test_failure_in_embed_stage_leaves_old_index_serving(env, project):
 def test_one_repo_reindex_never_touches_another(project, embedder):
     """`--repo a` re-embeds only a; b's points (ids) are carried unchanged into the new version."""
     shutil.copytree(PAYMENTS, project / "other")
-    write_config(project, [{"id": "payments", "path": "payments"}, {"id": "other", "path": "other"}])
+    # Stages in-process (the other tests here run them on Ray Data): what is tested is which repository is touched.
+    write_config(project, [{"id": "payments", "path": "payments"}, {"id": "other", "path": "other"}], index={"in_process_max_files": 1000})
     env = Env(project / "codesense.yaml", embedder)
     env.indexer.run()
     other_ids = env.ids("other")
@@ -164,7 +165,8 @@ def test_missing_repository_is_reported_and_others_indexed(project, embedder):
     """A missing or empty repository is reported with status error; the others are indexed."""
     (project / "empty").mkdir()
     write_config(
-        project, [{"id": "payments", "path": "payments"}, {"id": "ghost", "path": "does-not-exist"}, {"id": "empty", "path": "empty"}]
+        project, [{"id": "payments", "path": "payments"}, {"id": "ghost", "path": "does-not-exist"}, {"id": "empty", "path": "empty"}],
+        index={"in_process_max_files": 1000},  # stages in-process: the report is the same on Ray Data
     )
     env = Env(project / "codesense.yaml", embedder)
     s = env.indexer.run()
@@ -178,7 +180,7 @@ def test_missing_repository_is_reported_and_others_indexed(project, embedder):
 
 def test_retention_drops_old_versions(project, embedder):
     """After several changing runs only the live version plus `retention` older ones remain."""
-    write_config(project, [{"id": "payments", "path": "payments"}], index={"retention": 1})
+    write_config(project, [{"id": "payments", "path": "payments"}], index={"retention": 1, "in_process_max_files": 1000})
     env = Env(project / "codesense.yaml", embedder)
     readme = project / "payments" / "README.md"
     for i in range(3):

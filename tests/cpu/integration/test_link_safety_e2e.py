@@ -49,6 +49,7 @@ def poisoned(tmp_path_factory):
     write_config(
         project,
         [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}],
+        index={"in_process_max_files": 1000},  # stages in-process: the Ray Data path is tested in test_indexing
         tracing={"backend": "none"},
     )
     env = dict(os.environ, CODESENSE_HOME=str(project / ".codesense"))

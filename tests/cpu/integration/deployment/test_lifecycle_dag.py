@@ -61,6 +61,7 @@ def test_lifecycle_runs_end_to_end_with_the_kfp_local_runner(tmp_path, cluster, 
         "repositories": [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments"}],
         "dvc": {"enabled": False},
         "ray": {"num_cpus": 2},
+        "index": {"in_process_max_files": 1000},  # stages in-process: the Ray Data path is tested in test_indexing
         "deployment": {
             "inference": {"adapter_uri": V1, "adapter_version": "1"},
             "canary": {"prometheus_url": prom_url, "soak_s": 0, "poll_interval_s": 0.05, "readiness_timeout_s": 60},

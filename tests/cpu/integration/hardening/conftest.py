@@ -41,9 +41,11 @@ class RetrieverHandle:
         self.file_line_count = _Method(lambda repo, path: 100)
 
     def _search(self, query: str, k, repo_ids) -> dict:
-        """The retriever deployment's reply: the hits, per-stage timings and the query-embedding batch size."""
+        """The retriever deployment's reply: the hits (`SearchHit`s), per-stage timings and the batch size."""
+        from codesense_ray.retrieval.retriever import SearchHit
+
         self.queries.append(query)
-        hit = {"id": "1", "repo": "payments", "path": "app/auth/jwt.py", "start_line": 1, "end_line": 5, "url": "https://x/app/auth/jwt.py#L1-L5", "score": 1.0}
+        hit = SearchHit(id="1", repo="payments", path="app/auth/jwt.py", start_line=1, end_line=5, url="https://x/app/auth/jwt.py#L1-L5", score=1.0)
         return {"hits": [hit], "timings": {}, "batch": 1}
 
 

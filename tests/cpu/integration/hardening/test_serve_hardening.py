@@ -31,6 +31,7 @@ def base(tmp_path_factory):
     write_config(
         project,
         [{"id": "payments", "path": "payments", "web_url": "https://github.com/acme/payments", "ref": "4f1c2ab"}],
+        index={"in_process_max_files": 1000},  # stages in-process: the Ray Data path is tested in test_indexing
         serve={"auth_token_env": "CODESENSE_HARDENING_TOKEN"},
         tracing={"backend": "none"},
         search={"max_query_chars": 4000},

@@ -60,6 +60,7 @@ def project(tmp_path_factory):
     cfg = write_config(
         root,
         [{"id": "payments", "path": "payments", "web_url": "https://github.com/acme/payments", "ref": "4f1c2ab"}],
+        index={"in_process_max_files": 1000},  # stages in-process: the Ray Data path is tested in test_indexing
         serve={"auth_token_env": "CODESENSE_MCP_TOKEN"},
         tracing={"backend": "none"},
     )

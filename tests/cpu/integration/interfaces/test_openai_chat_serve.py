@@ -40,6 +40,7 @@ def base_url(tmp_path_factory, llm):
     write_config(
         project,
         [{"id": "payments", "path": "payments", "web_url": "https://github.com/acme/payments", "ref": "4f1c2ab"}],
+        index={"in_process_max_files": 1000},  # stages in-process: the Ray Data path is tested in test_indexing
         generator={"backend": "openai", "base_url": server.url + "/v1", "model": "qwen2.5-coder", "timeout_s": 5},
         serve={"auth_token_env": "CODESENSE_TEST_TOKEN"},
         tracing={"backend": "none"},

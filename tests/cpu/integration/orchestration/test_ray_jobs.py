@@ -128,7 +128,9 @@ def test_evaluate_component_applies_the_quality_gate(ray_head, project, capsys):
     shutil.copytree(PAYMENTS, project / "payments")
     cfg = write_yaml(
         project / "codesense.yaml",
-        {"repositories": [{"id": "payments", "path": "payments"}], "qdrant": {"path": str(project / ".codesense" / "qdrant")}, "tracing": {"backend": "none"}},
+        # The index stages run in-process inside each Ray job (Ray Data inside a job: test_ray_job_index).
+        {"repositories": [{"id": "payments", "path": "payments"}], "qdrant": {"path": str(project / ".codesense" / "qdrant")}, "tracing": {"backend": "none"},
+         "index": {"in_process_max_files": 1000}},
     )
     build_code_index.python_func(config=str(cfg), backend="ray-jobs", ray_address=ray_head.dashboard_url)
     dataset = str(root / "tests" / "cpu" / "integration" / "evaluation" / "fixture_questions.jsonl")

@@ -14,7 +14,7 @@ import pytest
 
 from codesense_ray.app.serve.deployments import LocalDeployment, RetrieverDeployment
 from codesense_ray.config import load_config
-from tests.conftest import CODESENSE_BIN
+from tests.conftest import CODESENSE_BIN, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +23,9 @@ pytestmark = pytest.mark.slow
 def deployment(project):
     import subprocess
 
+    # Stages in-process: only the index matters here (the Ray Data path is tested in test_indexing).
+    write_config(project, [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}],
+                 index={"in_process_max_files": 1000})
     subprocess.run([CODESENSE_BIN, "index", "--config", str(project / "codesense.yaml"), "--no-progress"], check=True, capture_output=True)
     cfg = load_config(project / "codesense.yaml")
     d = RetrieverDeployment(cfg.model_dump(mode="json") | {"__base_dir__": str(project)})

@@ -24,7 +24,8 @@ def project(tmp_path_factory) -> Path:
     """One indexed copy of the payments service for the module, built by `codesense index` in a subprocess."""
     root = tmp_path_factory.mktemp("evalproject")
     shutil.copytree(PAYMENTS, root / "payments")
-    write_config(root, [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}])
+    write_config(root, [{"id": "payments", "path": "payments", "web_url": "https://gitlab.example.com/team/payments", "ref": "main"}],
+                 index={"in_process_max_files": 1000})  # stages in-process: the Ray Data path is tested in test_indexing
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["CODESENSE_HOME"] = str(root / ".codesense")
     res = subprocess.run([CODESENSE_BIN, "index", "--config", str(root / "codesense.yaml"), "--no-progress", "--json"], capture_output=True, text=True, env=env, timeout=600)
